@@ -1,0 +1,217 @@
+"""Step 01: where the MLP neurons are, streaming statistics of them, and pruning masks.
+
+A *neuron* is one coordinate of the input to the MLP's output projection (REFERENCE.md):
+the GELU output for ViT / BERT / GPT-2, ``act_fn(gate_proj(x)) * up_proj(x)`` for gated MLPs
+(Llama, Mistral, SmolLM2). A forward *pre*-hook on the output projection sees exactly that
+vector, so one hook serves every architecture. All model-specific knowledge of this project
+lives in :func:`neuron_sites`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+SUPPORTED = (
+    "ViT (intermediate/output layout and the transformers>=5.9 mlp.fc1/fc2 layout)",
+    "BERT-style encoders (intermediate.dense / output.dense)",
+    "GPT-2 (mlp.c_fc / mlp.c_proj)",
+    "gated MLPs: Llama, Mistral, SmolLM2, Qwen2, Gemma (mlp.gate_proj/up_proj/down_proj)",
+)
+
+
+@dataclass
+class Site:
+    """The neurons of one layer: ``out_proj`` consumes them; ``w_in`` is ``[neurons, d_model]``."""
+
+    layer: int
+    out_proj: nn.Module
+    w_in: torch.Tensor
+
+    @property
+    def n_neurons(self) -> int:
+        return self.w_in.shape[0]
+
+
+def _block_site(block: nn.Module) -> tuple[nn.Module, torch.Tensor] | None:
+    """(output projection, W_in as [neurons, d_model]) of one transformer block, or None."""
+    mlp = getattr(block, "mlp", None)
+    if mlp is not None:
+        if all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj")):
+            return mlp.down_proj, mlp.up_proj.weight  # neuron = act(gate) * up
+        if hasattr(mlp, "fc1") and hasattr(mlp, "fc2"):
+            return mlp.fc2, mlp.fc1.weight
+        if hasattr(mlp, "c_fc") and hasattr(mlp, "c_proj"):
+            # GPT-2's Conv1D stores weight as [in, out]
+            return mlp.c_proj, mlp.c_fc.weight.T
+    inter, out = getattr(block, "intermediate", None), getattr(block, "output", None)
+    if inter is not None and hasattr(inter, "dense") and out is not None and hasattr(out, "dense"):
+        return out.dense, inter.dense.weight
+    return None
+
+
+def neuron_sites(model: nn.Module) -> list[Site]:
+    """One :class:`Site` per transformer layer, in order.
+
+    Finds the first ``nn.ModuleList`` whose every element is a supported transformer block,
+    whatever path the loaded model puts it under (so renamed modules keep working).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            found = [_block_site(b) for b in module]
+            if all(f is not None for f in found):
+                return [Site(i, o, w.detach()) for i, (o, w) in enumerate(found)]
+    name = type(model).__name__
+    raise ValueError(
+        f"unsupported architecture {name}: no MLP neuron sites found. Supported: "
+        + "; ".join(SUPPORTED)
+    )
+
+
+def n_neurons(model: nn.Module) -> tuple[int, int]:
+    """``(layers, neurons per layer)``; every supported model has equal-width MLPs."""
+    sites = neuron_sites(model)
+    return len(sites), sites[0].n_neurons
+
+
+@dataclass
+class NeuronStats:
+    """Streaming sums over token positions, float64, ``[layers, neurons]`` (``count``: ``[layers]``).
+
+    Sums merge exactly, so statistics from shards, processes or subsets add up to one pass.
+    """
+
+    count: torch.Tensor
+    sum_abs: torch.Tensor
+    sum: torch.Tensor
+    sum_sq: torch.Tensor
+    n_pos: torch.Tensor
+
+    FIELDS = ("count", "sum_abs", "sum", "sum_sq", "n_pos")
+
+    @classmethod
+    def zeros(cls, layers: int, neurons: int) -> "NeuronStats":
+        z = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
+        return cls(z(layers), z(layers, neurons), z(layers, neurons), z(layers, neurons),
+                   z(layers, neurons))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.sum_abs.shape)
+
+    def _per_token(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.count == 0).any():
+            raise ValueError("no tokens collected for some layer; is the data empty?")
+        return x / self.count[:, None]
+
+    def mean_abs(self) -> torch.Tensor:
+        """Mean |activation| ``[layers, neurons]``: the quantity the score uses."""
+        return self._per_token(self.sum_abs)
+
+    def mean(self) -> torch.Tensor:
+        return self._per_token(self.sum)
+
+    def var(self) -> torch.Tensor:
+        return self._per_token(self.sum_sq) - self.mean() ** 2
+
+    def frac_pos(self) -> torch.Tensor:
+        return self._per_token(self.n_pos)
+
+    def merge(self, other: "NeuronStats") -> "NeuronStats":
+        """The statistics of both runs together (exact: sums add)."""
+        if self.shape != other.shape:
+            raise ValueError(f"cannot merge statistics of shapes {self.shape} and {other.shape}")
+        return NeuronStats(*(getattr(self, f) + getattr(other, f) for f in self.FIELDS))
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, torch.Tensor]) -> "NeuronStats":
+        return cls(*(d[f].to(torch.float64) for f in cls.FIELDS))
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | str = False
+                  ) -> NeuronStats:
+    """Stream neuron statistics over ``batches`` (dicts passed as ``model(**batch)``).
+
+    Every token position counts except attention padding (``attention_mask == 0``).
+    Memory is O(layers x neurons) whatever the number of tokens.
+    """
+    sites = neuron_sites(model)
+    stats = NeuronStats.zeros(len(sites), sites[0].n_neurons)
+    device = _model_device(model)
+    state: dict[str, torch.Tensor | None] = {"keep": None}
+
+    def make_hook(layer: int):
+        def hook(module, args):
+            x = args[0]
+            keep = state["keep"]
+            # [batch, tokens, neurons] -> [kept tokens, neurons]
+            x = x[keep] if keep is not None and x.dim() == 3 else x.reshape(-1, x.shape[-1])
+            x = x.to(torch.float64)
+            stats.count[layer] += x.shape[0]
+            stats.sum_abs[layer] += x.abs().sum(0).cpu()
+            stats.sum[layer] += x.sum(0).cpu()
+            stats.sum_sq[layer] += x.square().sum(0).cpu()
+            stats.n_pos[layer] += (x > 0).sum(0).cpu()
+        return hook
+
+    handles = [s.out_proj.register_forward_pre_hook(make_hook(s.layer)) for s in sites]
+    try:
+        it = batches
+        if progress:
+            from tqdm.auto import tqdm
+            it = tqdm(batches, desc=progress if isinstance(progress, str) else "collect",
+                      leave=False)
+        with torch.inference_mode():
+            for batch in it:
+                batch = _to_device(batch, device)
+                mask = batch.get("attention_mask")
+                state["keep"] = mask.bool() if mask is not None else None
+                model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+@contextmanager
+def pruned(model: nn.Module, mask: torch.Tensor) -> Iterator[nn.Module]:
+    """Zero the neurons of a bool ``[layers, neurons]`` mask (True = pruned) while inside.
+
+    Equivalent to zeroing those columns of each output projection's weight; the hooks are
+    removed on exit, also on an exception.
+    """
+    sites = neuron_sites(model)
+    expected = (len(sites), sites[0].n_neurons)
+    if tuple(mask.shape) != expected:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, model has [layers, neurons] = "
+                         f"{list(expected)}")
+    device = _model_device(model)
+    keep = (~mask.to(torch.bool)).to(device)
+
+    def make_hook(layer: int):
+        def hook(module, args):
+            x = args[0]
+            return (x * keep[layer].to(x.dtype),) + tuple(args[1:])
+        return hook
+
+    handles = [s.out_proj.register_forward_pre_hook(make_hook(s.layer))
+               for s in sites if mask[s.layer].any()]
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()

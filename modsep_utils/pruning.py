@@ -200,31 +200,28 @@ def find_fraction(evaluate: Callable[[torch.Tensor], float], scores: torch.Tenso
                   f"after {len(history)} evaluations; closest accuracy {acc:.3f}")
 
 
-def cross_evaluate(model, masks: Mapping[str, torch.Tensor], eval_subsets: Mapping[str, object],
-                   base: Mapping[str, float], progress: bool = True, cache=None, **acc_kw) -> dict:
+def cross_evaluate(accuracy_of: Callable[[str, torch.Tensor | None], float],
+                   masks: Mapping[str, torch.Tensor], eval_names: Sequence[str],
+                   progress: bool = True) -> dict:
     """Accuracy of every eval subset with each forget subset's neurons pruned.
 
-    Returns ``{"forget": [...], "eval": [...], "pruned": [[eval x forget]], "ratio": ...}``
-    where ``ratio[i][j] = pruned accuracy on eval[i] / unpruned accuracy on eval[i]`` with
-    forget[j]'s neurons removed. ``cache(forget, eval, compute)`` may memoise each cell so an
-    interrupted run resumes where it stopped.
+    ``accuracy_of(eval_name, mask)`` measures one cell (``mask=None``: unpruned). Returns
+    ``{"forget", "eval", "base", "pruned", "ratio"}`` where ``ratio[i][j]`` = pruned accuracy on
+    ``eval[i]`` with ``forget[j]``'s neurons removed / unpruned accuracy on ``eval[i]``
+    (``None`` where the unpruned accuracy is 0).
     """
-    forget, evals = list(masks), list(eval_subsets)
-    pruned_acc = np.full((len(evals), len(forget)), np.nan)
-    cells = [(i, j) for j in range(len(forget)) for i in range(len(evals))]
+    forget, evals = list(masks), list(eval_names)
+    base = {e: accuracy_of(e, None) for e in evals}
+    cells = [(f, e) for f in forget for e in evals]
     it = cells
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(cells, desc="cross-evaluation")
-    for i, j in it:
-        def compute(i=i, j=j):
-            return pruned_accuracy(model, masks[forget[j]], eval_subsets[evals[i]], **acc_kw)
-        pruned_acc[i, j] = cache(forget[j], evals[i], compute) if cache else compute()
-    base_col = np.array([base[e] for e in evals])[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(base_col > 0, pruned_acc / base_col, np.nan)
+    acc = {(f, e): accuracy_of(e, masks[f]) for f, e in it}
     return {"forget": forget, "eval": evals, "base": [base[e] for e in evals],
-            "pruned": pruned_acc.tolist(), "ratio": ratio.tolist()}
+            "pruned": [[acc[f, e] for f in forget] for e in evals],
+            "ratio": [[acc[f, e] / base[e] if base[e] > 0 else None for f in forget]
+                      for e in evals]}
 
 
 def summarize(fractions: Mapping[str, dict], matrix: dict) -> dict:
@@ -233,7 +230,7 @@ def summarize(fractions: Mapping[str, dict], matrix: dict) -> dict:
     among the forget subsets, the mean over eval-only subsets, and which subsets did not
     reach the target."""
     fr = np.array([f["frac"] for f in fractions.values() if f["reached"]])
-    ratio = np.asarray(matrix["ratio"], dtype=float)
+    ratio = np.array([[np.nan if v is None else v for v in r] for r in matrix["ratio"]])
     ev = matrix["eval"]
     forget = set(matrix["forget"])
     diag, off, other = [], [], []
@@ -257,3 +254,154 @@ def summarize(fractions: Mapping[str, dict], matrix: dict) -> dict:
 def finite_or_none(x: float):
     """JSON has no NaN: store a missing number as null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+# -- notebook 03 -------------------------------------------------------------------------------
+
+def mask_digest(mask: torch.Tensor | None) -> str:
+    """A short content hash of a bool mask (``None``: the unpruned model)."""
+    if mask is None:
+        return "unpruned"
+    import hashlib
+    m = mask.to(torch.bool).cpu().numpy()
+    return hashlib.sha256(np.packbits(m).tobytes() + str(m.shape).encode()).hexdigest()[:16]
+
+
+def eval_inputs(cfg: dict, subset: str) -> dict:
+    """Every input that changes an accuracy measurement, except the mask."""
+    from .activations import model_fingerprint
+    return {"model": cfg["model"], "weights": model_fingerprint(cfg["model"]), "subset": subset,
+            "n": cfg["mc_n"] if subset_kind(subset) == "mc" else cfg["eval_n"],
+            "seed": cfg["seed"], "block_len": cfg["block_len"], "dtype": cfg["dtype"],
+            "mc_method": cfg["mc_method"] if subset_kind(subset) == "mc" else None}
+
+
+def subset_kind(name: str) -> str:
+    return "mc" if name.split(":", 1)[0] in ("quiz", "mmlu") else "other"
+
+
+class Evaluator:
+    """Accuracy of one model on the evaluation split of named subsets, with or without a
+    pruning mask. Every measurement is cached by its inputs and the mask's content, so an
+    unpruned baseline, a bisection step or a cross-evaluation cell is never computed twice,
+    and an interrupted run resumes where it stopped."""
+
+    def __init__(self, cfg: dict, model, processor):
+        self.cfg, self.model, self.processor = cfg, model, processor
+        self._subsets: dict = {}
+
+    def subset(self, name: str):
+        if name not in self._subsets:
+            from .data import load_subset
+            n = self.cfg["mc_n"] if subset_kind(name) == "mc" else self.cfg["eval_n"]
+            self._subsets[name] = load_subset(name, self.processor, split="eval", n=n,
+                                              seed=self.cfg["seed"],
+                                              block_len=self.cfg["block_len"])
+        return self._subsets[name]
+
+    def __call__(self, name: str, mask: torch.Tensor | None = None) -> float:
+        from .io import cached_json
+
+        def compute():
+            kw = dict(processor=self.processor, batch_size=self.cfg["batch_size"],
+                      mc_method=self.cfg["mc_method"])
+            if mask is None:
+                return accuracy(self.model, self.subset(name), **kw)
+            return pruned_accuracy(self.model, mask, self.subset(name), **kw)
+        return cached_json("accuracy", [eval_inputs(self.cfg, name), mask_digest(mask)], compute)
+
+
+def selection_fractions(evaluator: Evaluator, scores: Mapping[str, torch.Tensor],
+                        drop: float, progress: bool = True) -> dict[str, dict]:
+    """For each forget subset, the bisection result of :func:`find_fraction` at ``drop``,
+    evaluated on held-out data (the evaluation split, disjoint from the collection split)."""
+    cfg = evaluator.cfg
+    it = scores.items()
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(list(it), desc=f"bisection to a {drop:.0%} drop")
+    out = {}
+    for name, s in it:
+        out[name] = find_fraction(lambda m, name=name: evaluator(name, m), s, evaluator(name),
+                                  drop, cfg["bisect_upper"], cfg["bisect_tol"],
+                                  cfg["bisect_max_iter"])
+    return out
+
+
+def cross_eval_matrix(evaluator: Evaluator, scores: Mapping[str, torch.Tensor],
+                      fractions: Mapping[str, dict], eval_names: Sequence[str],
+                      progress: bool = True) -> dict:
+    """:func:`cross_evaluate` with each forget subset's neurons at its bisected fraction."""
+    masks = {name: top_fraction(scores[name], fractions[name]["frac"]) for name in scores}
+    out = cross_evaluate(evaluator, masks, eval_names, progress)
+    out["frac"] = [fractions[f]["frac"] for f in masks]
+    out["reached"] = [fractions[f]["reached"] for f in masks]
+    return out
+
+
+def short_name(name: str) -> str:
+    return name.split(":", 1)[-1]
+
+
+def plot_cross_eval(matrices: Mapping[str, dict], title: str = ""):
+    """Figures 1 / 2: pruned / unpruned accuracy (%) of every eval subset (rows) after pruning
+    each forget subset's neurons (columns), one panel per drop target."""
+    import matplotlib.pyplot as plt
+
+    from .plots import heatmap
+    n = len(matrices)
+    first = next(iter(matrices.values()))
+    rows, cols = len(first["eval"]), len(first["forget"])
+    fig, axes = plt.subplots(1, n, figsize=(max(5, 0.42 * cols + 2.5) * n, 0.3 * rows + 2.2),
+                             constrained_layout=True, squeeze=False)
+    for ax, (label, m) in zip(axes[0], matrices.items()):
+        ratio = np.array([[np.nan if v is None else v for v in r] for r in m["ratio"]])
+        cols_l = [f"{short_name(f)}{'' if ok else ' (!)'}" for f, ok in zip(m["forget"],
+                                                                            m["reached"])]
+        im = heatmap(ax, ratio, [short_name(e) for e in m["eval"]], cols_l, vmin=0.0,
+                     vmax=1.1, title=f"{title} target drop {label}",
+                     xlabel="pruned for (forget subset)", ylabel="evaluated on")
+        nf = len(m["forget"])
+        if rows > nf:  # separate the forget subsets from eval-only (multiple-choice) rows
+            ax.axhline(nf - 0.5, color="black", lw=1)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.6, label="pruned / unpruned accuracy")
+    return fig
+
+
+#: the authors' headline numbers (REFERENCE.md: from their result data)
+PAPER = {
+    "vit": {"50%": {"frac_mean": 0.1256, "frac_std": 0.0604, "diagonal_mean": 0.496,
+                    "off_diagonal_mean": 0.981},
+            "80%": {"frac_mean": 0.330, "frac_std": 0.069}},
+    "lm": {"20%": {"frac_mean": 0.0338, "frac_std": 0.0257, "diagonal_mean": 0.787,
+                   "off_diagonal_mean": 0.957, "eval_only_mean": 0.969}},
+}
+
+
+def all_within_window(fractions: Mapping[str, dict]) -> bool:
+    """True when every subset that reached its target has ``target - tol <= acc <= target``."""
+    return all(f["target"] - f["tol"] - 1e-12 <= f["accuracy"] <= f["target"] + 1e-12
+               for f in fractions.values() if f["reached"])
+
+
+def headline(experiment: str, summaries: Mapping[str, dict]) -> dict:
+    """Per drop label: the measured summary (NaN as null) beside the paper's values."""
+    return {label: {"measured": {k: finite_or_none(v) if isinstance(v, float) else v
+                                 for k, v in s.items()},
+                    "paper": PAPER.get(experiment, {}).get(label, {})}
+            for label, s in summaries.items()}
+
+
+def format_headline(h: dict) -> str:
+    """A small text table of :func:`headline`."""
+    rows = [f"{'drop':>5} {'quantity':<20} {'measured':>10} {'paper':>10}"]
+    for label, d in h.items():
+        for key in ("frac_mean", "frac_std", "diagonal_mean", "off_diagonal_mean",
+                    "eval_only_mean"):
+            m, p = d["measured"].get(key), d["paper"].get(key)
+            fmt = (lambda x: "-" if x is None else (f"{x:.2%}" if key.startswith("frac")
+                                                     else f"{x:.3f}"))
+            rows.append(f"{label:>5} {key:<20} {fmt(m):>10} {fmt(p):>10}")
+        if d["measured"].get("not_reached"):
+            rows.append(f"{label:>5} not reached: {', '.join(d['measured']['not_reached'])}")
+    return "\n".join(rows)

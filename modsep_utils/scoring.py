@@ -60,3 +60,33 @@ def layer_distribution(mask: torch.Tensor) -> torch.Tensor:
     if total == 0:
         raise ValueError("the mask selects no neuron")
     return counts / total
+
+
+# -- notebook 02 -------------------------------------------------------------------------------
+
+def all_scores(stats: dict, retain: NeuronStats, eps: float = EPS) -> dict[str, torch.Tensor]:
+    """Scores of every forget subset against the retain set: name -> ``[layers, neurons]``."""
+    return {name: score(s, retain, eps) for name, s in stats.items()}
+
+
+def plot_top_layers(trained: dict[str, torch.Tensor], random: dict[str, torch.Tensor],
+                    frac: float):
+    """Figure: where the top ``frac`` neurons (global selection) sit by layer, trained against
+    random, mean +- std over subsets. Returns ``(figure, numbers)``."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
+    data = {"frac": frac, "subsets": list(trained)}
+    for label, scores, color in (("trained", trained, "C0"), ("random", random, "C3")):
+        dist = np.stack([layer_distribution(top_fraction(s, frac)).numpy()
+                         for s in scores.values()])
+        mean, std = dist.mean(0), dist.std(0)
+        layers = np.arange(dist.shape[1])
+        ax.plot(layers, mean, "-o", ms=3, color=color, label=f"{label} model")
+        ax.fill_between(layers, mean - std, mean + std, color=color, alpha=0.2)
+        data[label] = {"share_by_layer": dist.tolist(), "mean": mean.tolist(), "std": std.tolist()}
+    ax.axhline(1 / dist.shape[1], color="grey", ls=":", label="uniform")
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"share of the top {frac:.1%} neurons")
+    ax.legend(fontsize=8)
+    return fig, data

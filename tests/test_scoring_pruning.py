@@ -1,0 +1,144 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from modsep_utils.neurons import NeuronStats, collect_stats, neuron_sites
+from modsep_utils.pruning import (accuracy, cross_evaluate, find_fraction, pruned_accuracy,
+                                  summarize, text_accuracy)
+from modsep_utils.scoring import layer_distribution, score, top_fraction
+from tiny import ImageSubset, TextSubset, tiny_text_models, tiny_vit
+
+
+def _stats(mean_abs, count=10.0):
+    m = torch.as_tensor(mean_abs, dtype=torch.float64)
+    s = NeuronStats.zeros(*m.shape)
+    s.count += count
+    s.sum_abs += m * count
+    return s
+
+
+def test_score_is_forget_over_eps_plus_retain():
+    forget = _stats([[1.0, 0.0, 2.0]])
+    retain = _stats([[0.5, 0.0, 4.0]])
+    s = score(forget, retain, eps=1e-3)
+    torch.testing.assert_close(s, torch.tensor([[1 / 0.501, 0.0, 2 / 4.001]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="different models"):
+        score(forget, _stats([[1.0, 2.0]]))
+
+
+def test_top_fraction_global_and_per_layer():
+    scores = torch.tensor([[9.0, 1.0, 2.0, 3.0], [8.0, 7.0, 6.0, 0.0]])
+    m = top_fraction(scores, 0.375)  # 3 of 8, globally
+    assert m.tolist() == [[True, False, False, False], [True, True, False, False]]
+    m = top_fraction(scores, 0.5, per_layer=True)  # 2 of every 4
+    assert m.tolist() == [[True, False, False, True], [True, True, False, False]]
+    assert top_fraction(scores, 0.0).sum() == 0 and top_fraction(scores, 1.0).all()
+    torch.testing.assert_close(layer_distribution(top_fraction(scores, 0.375)),
+                               torch.tensor([1 / 3, 2 / 3], dtype=torch.float64))
+    with pytest.raises(ValueError):
+        top_fraction(scores, 1.5)
+
+
+def test_top_fraction_ties_are_deterministic():
+    scores = torch.ones(3, 10)
+    a, b = top_fraction(scores, 0.2), top_fraction(scores.clone(), 0.2)
+    assert torch.equal(a, b) and a.sum() == 6
+
+
+def test_bisection_reaches_target_within_tolerance():
+    # a synthetic monotone accuracy curve: acc = base * (1 - frac) ** 4
+    scores = torch.rand(4, 250, generator=torch.Generator().manual_seed(0))
+    base = 0.9
+    calls = []
+
+    def evaluate(mask):
+        calls.append(int(mask.sum()))
+        return base * (1 - mask.float().mean().item()) ** 4
+
+    res = find_fraction(evaluate, scores, base, drop=0.5, upper=0.05, tol=0.02)
+    assert res["reached"]
+    assert res["target"] - 0.02 <= res["accuracy"] <= res["target"]
+    assert math.isclose(res["target"], 0.45)
+    assert len(calls) == len(set(calls))  # no k evaluated twice
+    assert res["frac"] > 0.05  # the upper bound had to widen
+
+
+def test_bisection_reports_unreachable_target():
+    scores = torch.rand(2, 50)
+    res = find_fraction(lambda m: 0.8, scores, 0.8, drop=0.5, upper=0.1)
+    assert not res["reached"] and "above the target" in res["note"]
+    assert res["accuracy"] == 0.8  # what was measured, not a placeholder
+
+
+def test_pruning_lowers_accuracy_and_cross_eval_matrix():
+    model = tiny_text_models()["llama"]
+    # two "domains" the model learns in a few steps: counting up from low or high ids
+    a = TextSubset("low", (torch.arange(12) % 20 + 1).repeat(6, 1))
+    b = TextSubset("high", (torch.arange(12) % 20 + 40).repeat(6, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.cat([a.tokens, b.tokens])
+    for _ in range(40):
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad(); loss.backward(); opt.step()
+    model.eval()
+    base = {s.name: accuracy(model, s) for s in (a, b)}
+    sites = neuron_sites(model)
+    full = torch.ones(len(sites), sites[0].n_neurons, dtype=torch.bool)
+    none = torch.zeros_like(full)
+    assert pruned_accuracy(model, none, a) == base["low"]
+    masks = {"low": full, "high": none}
+    subsets = {"low": a, "high": b}
+    calls = []
+
+    def accuracy_of(name, mask):
+        calls.append((name, mask is None))
+        s = subsets[name]
+        return accuracy(model, s) if mask is None else pruned_accuracy(model, mask, s)
+
+    m = cross_evaluate(accuracy_of, masks, ["low", "high"], progress=False)
+    assert m["forget"] == ["low", "high"] and m["eval"] == ["low", "high"]
+    ratio = np.array(m["ratio"])
+    assert ratio[0, 1] == 1.0 and ratio[1, 1] == 1.0  # nothing pruned: unchanged
+    assert np.isfinite(ratio).all()
+    assert min(base.values()) > 0.5
+    assert ratio[1, 0] == pytest.approx(pruned_accuracy(model, full, b) / base["high"])
+    assert m["base"] == [base["low"], base["high"]]
+    assert len(calls) == 2 + 4  # each baseline once, then every cell once
+
+
+def test_text_accuracy_counts_next_token_hits():
+    class Echo(torch.nn.Module):
+        """Predicts that the next token equals the current one."""
+        def forward(self, input_ids, attention_mask):
+            return type("O", (), {"logits": torch.nn.functional.one_hot(input_ids, 8).float()})
+
+        def parameters(self):
+            yield torch.zeros(1)
+
+    toks = torch.tensor([[1, 1, 2, 2], [3, 3, 3, 3]])
+    # hits: row0 (1->1 yes, 1->2 no, 2->2 yes), row1 3 of 3 -> 5 of 6
+    assert text_accuracy(Echo(), TextSubset("t", toks)) == pytest.approx(5 / 6)
+
+
+def test_image_accuracy_on_tiny_vit():
+    model = tiny_vit(num_labels=3)
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        pred = model(pixel_values=x).logits.argmax(-1)
+    assert accuracy(model, ImageSubset("i", x, pred)) == 1.0
+    assert accuracy(model, ImageSubset("i", x, (pred + 1) % 3)) == 0.0
+
+
+def test_summarize_headline():
+    fractions = {"a": {"frac": 0.1, "reached": True}, "b": {"frac": 0.3, "reached": True},
+                 "c": {"frac": 1.0, "reached": False}}
+    matrix = {"forget": ["a", "b", "c"], "eval": ["a", "b", "c", "quiz"],
+              "ratio": [[0.5, 0.9, 1.0], [0.8, 0.5, 1.0], [1.0, 1.0, 0.6], [0.7, 0.9, 1.0]]}
+    h = summarize(fractions, matrix)
+    assert h["frac_mean"] == pytest.approx(0.2) and h["frac_std"] == pytest.approx(0.1)
+    assert h["not_reached"] == ["c"]
+    assert h["diagonal_mean"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
+    assert h["off_diagonal_mean"] == pytest.approx((0.8 + 1.0 + 0.9 + 1.0 + 1.0 + 1.0) / 6)
+    assert h["eval_only_mean"] == pytest.approx((0.7 + 0.9 + 1.0) / 3)

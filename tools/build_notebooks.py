@@ -170,3 +170,7 @@ if __name__ == "__main__":
           "trained and the random model.", NB01)
     build("02_scoring.ipynb", "# 02 · Scoring\nForget/retain importance of every neuron.", NB02)
     build("03_pruning.ipynb", "# 03 · Selective pruning\nFigures 1 (ViT) and 2 (LM).", NB03)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from notebooks_section4 import NOTEBOOKS
+    for name, title, cells in NOTEBOOKS:
+        build(name, title, cells)

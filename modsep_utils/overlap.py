@@ -1,0 +1,433 @@
+"""Step 04: intersections of selected neuron sets (paper section 4.1, Figures 3-5).
+
+For the neuron sets ``N_i`` selected for subsets ``i = 0..n-1`` (bool masks of one shape, e.g.
+``[layers, neurons]``), ``overlap(i, j) = |N_i ∩ N_j| / |N_i|``: the share of i's neurons that
+j also selected. It is *not* symmetric. Under random selections of the same sizes the expected
+overlap is ``|N_j| / N_total`` (REFERENCE.md), which :func:`chance_matrix` reports.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def as_bool_array(mask, name: str = "mask") -> np.ndarray:
+    """A bool numpy copy of ``mask`` (torch tensor or array-like).
+
+    Integer or float masks are accepted only when every value is 0 or 1, so a score array
+    passed by mistake fails loudly instead of being read as "nonzero = selected".
+    """
+    if hasattr(mask, "detach"):  # torch tensor, without importing torch here
+        mask = mask.detach().cpu().numpy()
+    arr = np.asarray(mask)
+    if arr.dtype == bool:
+        return arr
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must be a bool mask (or 0/1 values); got dtype {arr.dtype} "
+                         f"with values other than 0 and 1 - select neurons first (e.g. top-k)")
+    return arr.astype(bool)
+
+
+def _stack(masks) -> np.ndarray:
+    """``[n, N_total]`` bool from a sequence (or a mapping, values in order) of same-shape masks."""
+    if isinstance(masks, Mapping):
+        masks = list(masks.values())
+    arrs = [as_bool_array(m, f"masks[{i}]") for i, m in enumerate(masks)]
+    if not arrs:
+        raise ValueError("need at least one mask")
+    shapes = {a.shape for a in arrs}
+    if len(shapes) != 1:
+        raise ValueError(f"all masks must have one shape; got {sorted(shapes)}: select every "
+                         f"subset's neurons from the same model")
+    return np.stack([a.reshape(-1) for a in arrs])
+
+
+def overlap_matrix(masks: Sequence) -> np.ndarray:
+    """``[n, n]`` float64: entry ``[i, j] = |N_i ∩ N_j| / |N_i|``.
+
+    ``masks``: a sequence (or a dict; its values in order) of ``n`` bool masks of one shape,
+    any shape (e.g. ``[layers, neurons]``), torch or numpy. Row ``i`` is normalised by
+    ``|N_i|``, so the matrix is not symmetric and its diagonal is 1.
+
+    An empty ``N_i`` gives a row of NaN: the share of nothing is undefined, and a 0 there
+    would read as "no overlap". (Column ``j`` of an empty ``N_j`` is a true 0.)
+    Mismatched shapes raise ``ValueError``.
+    """
+    x = _stack(masks).astype(np.float64)  # exact integer counts up to 2**53
+    inter = x @ x.T
+    sizes = x.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = inter / sizes[:, None]
+    out[sizes == 0] = np.nan
+    return out
+
+
+def chance_matrix(masks: Sequence) -> np.ndarray:
+    """``[n, n]``: the expected :func:`overlap_matrix` under independent uniformly random
+    selections of the same sizes, ``|N_j| / N_total`` in column ``j`` (every row alike).
+
+    The diagonal holds the same formula (two independent draws), not 1. Rows of empty
+    ``N_i`` are NaN, as in :func:`overlap_matrix`.
+    """
+    x = _stack(masks)
+    sizes = x.sum(axis=1).astype(np.float64)
+    out = np.tile(sizes / x.shape[1], (len(sizes), 1))
+    out[sizes == 0] = np.nan
+    return out
+
+
+def overlap_by_layer(mask_a, mask_b) -> np.ndarray:
+    """``[layers]``: ``|A_l ∩ B_l| / |A_l|`` per layer for bool masks ``[layers, neurons]``.
+
+    Layers where A selected nothing are NaN (undefined, not 0). Swap the arguments for
+    ``|A ∩ B| / |B|``.
+    """
+    a, b = as_bool_array(mask_a, "mask_a"), as_bool_array(mask_b, "mask_b")
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"need two [layers, neurons] masks of one shape; got {a.shape} and "
+                         f"{b.shape}")
+    size_a = a.sum(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (a & b).sum(axis=1) / size_a
+    out[size_a == 0] = np.nan
+    return out
+
+
+def offdiag(matrix) -> np.ndarray:
+    """1-D array of the off-diagonal entries of a square ``[n, n]`` matrix, row-major
+    (``[0,1], [0,2], ..., [1,0], [1,2], ...``): ``n * (n - 1)`` values."""
+    m = np.asarray(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"need a square [n, n] matrix; got shape {m.shape}")
+    return m[~np.eye(m.shape[0], dtype=bool)]
+
+
+def offdiag_pairs(n: int) -> list[tuple[int, int]]:
+    """The ``(i, j)`` index of each entry of :func:`offdiag` of an ``[n, n]`` matrix, in order."""
+    return [(i, j) for i in range(n) for j in range(n) if i != j]
+
+
+def pattern_correlation(m1, m2) -> float:
+    """Pearson r between the off-diagonal entries of two ``[n, n]`` overlap matrices (e.g.
+    trained vs random model): how similar the *pattern* of overlaps is, whatever its level.
+
+    Pairs where either entry is NaN (empty selections) are left out. Returns NaN when fewer
+    than 3 pairs remain or either side is constant (r is undefined there).
+    """
+    a, b = np.asarray(m1, dtype=float), np.asarray(m2, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"matrices differ in shape: {a.shape} vs {b.shape}")
+    x, y = offdiag(a), offdiag(b)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _chance_pair(chance):
+    """(trained chance, random chance) from None, a number, a matrix or a pair of those."""
+    if chance is None:
+        return None, None
+    if isinstance(chance, tuple):  # only a tuple means a pair; a list is one matrix
+        if len(chance) != 2:
+            raise ValueError(f"chance as a tuple must be (trained, random); "
+                             f"got {len(chance)} items")
+        return chance
+    return chance, chance
+
+
+def _chance_text(chance) -> str:
+    if chance is None:
+        return ""
+    c = np.asarray(chance, dtype=float)
+    level = np.nanmean(offdiag(c)) if c.ndim == 2 else float(c)
+    return f" (chance {100 * level:.1f}%)"
+
+
+def plot_overlaps(trained, random, labels: Sequence[str], chance=None, *,
+                  titles: tuple[str, str] = ("trained", "random init")):
+    """Figures 3/4: the trained and random-model overlap matrices side by side, in percent.
+
+    ``trained``, ``random``: ``[n, n]`` from :func:`overlap_matrix`; rows are "of the neurons
+    of row i", columns "share also selected by column j". ``chance``: optional expected
+    overlap, either one value/matrix for both panels or a tuple ``(trained, random)`` (e.g. from
+    :func:`chance_matrix`), shown in the panel titles as the mean off-diagonal level.
+    Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import heatmap
+
+    t, r = np.asarray(trained, dtype=float), np.asarray(random, dtype=float)
+    n = len(labels)
+    if t.shape != (n, n) or r.shape != (n, n):
+        raise ValueError(f"{n} labels need [{n}, {n}] matrices; got {t.shape} and {r.shape}")
+    c_t, c_r = _chance_pair(chance)
+    size = max(6.0, 0.38 * n + 2.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), constrained_layout=True)
+    im = None
+    for ax, m, title, c in ((axes[0], t, titles[0], c_t), (axes[1], r, titles[1], c_r)):
+        im = heatmap(ax, m, labels, labels, vmin=0.0, vmax=1.0, cmap="viridis",
+                     title=f"{title}{_chance_text(c)}", xlabel="also selected by (j)",
+                     ylabel="neurons of (i)")
+        for txt in ax.texts:  # viridis is dark below ~60%: light text there, dark above
+            txt.set_color("black" if float(txt.get_text()) > 60 else "white")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="|N_i ∩ N_j| / |N_i|")
+    return fig
+
+
+def plot_sorted_overlaps(trained, random, *, sort_by: str = "random", title: str | None = None,
+                         ax=None):
+    """Figure 5: every off-diagonal overlap of the trained and random model, pairs in one
+    order (sorted by ``sort_by``: "random" or "trained"), with the difference trained - random
+    as bars. The Pearson r of the two patterns is in the legend.
+
+    Returns the matplotlib Figure (``ax.figure`` when ``ax`` is given).
+    """
+    import matplotlib.pyplot as plt
+
+    t, r = offdiag(np.asarray(trained, float)), offdiag(np.asarray(random, float))
+    if t.shape != r.shape:
+        raise ValueError(f"matrices differ in size: {np.shape(trained)} vs {np.shape(random)}")
+    if sort_by not in ("random", "trained"):
+        raise ValueError(f"sort_by must be 'random' or 'trained', not {sort_by!r}")
+    order = np.argsort(r if sort_by == "random" else t, kind="stable")
+    t, r = t[order], r[order]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    else:
+        fig = ax.figure
+    x = np.arange(len(t))
+    ax.bar(x, 100 * (t - r), width=1.0, color="0.75", label="trained - random")
+    ax.plot(x, 100 * r, ".", ms=3, color="tab:orange", label="random init")
+    ax.plot(x, 100 * t, ".", ms=3, color="tab:blue",
+            label=f"trained (r = {pattern_correlation(trained, random):.2f})")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel(f"class pair (i, j), sorted by the {sort_by} overlap")
+    ax.set_ylabel("overlap |N_i ∩ N_j| / |N_i| (%)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
+# -- notebook 04: selections from step 03 and the comparison trained vs random ---------------
+
+def step03_path(results_dir, kind: str, drop: float):
+    """Path of notebook 03's ``03_<kind>_drop<NN>.json`` (``kind``: "fractions" or
+    "cross_eval") for ``drop`` (e.g. 0.5 -> ``drop50``), named as notebook 03 writes it."""
+    from pathlib import Path
+    return Path(results_dir) / f"03_{kind}_drop{int(drop * 100)}.json"
+
+
+def load_fractions(results_dir, drop: float, names: Sequence[str] | None = None
+                   ) -> dict[str, dict]:
+    """Notebook 03's bisection results at ``drop``: subset -> ``{"frac", "reached", ...}``.
+
+    A missing file raises ``FileNotFoundError`` saying to run notebook 03 first; with
+    ``names``, a subset missing from the file raises ``KeyError`` (03 ran on other subsets).
+    """
+    from .io import read_json
+    path = step03_path(results_dir, "fractions", drop)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: the selected fractions come from notebook 03 (selective "
+            f"pruning to a {drop:.0%} drop). Run 03 first, e.g. `python -m modsep_utils.run "
+            f"--profile <profile> --experiment <experiment> --only 03`")
+    fractions = read_json(path)
+    bad = [n for n, f in fractions.items() if not isinstance(f, dict) or "frac" not in f]
+    if bad:
+        raise ValueError(f"{path}: entries {bad} have no 'frac'; re-run notebook 03")
+    if names is not None:
+        missing = [n for n in names if n not in fractions]
+        if missing:
+            raise KeyError(f"{path} has no fraction for {missing} (it has {list(fractions)}): "
+                           f"re-run notebook 03 with the same forget subsets")
+        fractions = {n: fractions[n] for n in names}
+    return fractions
+
+
+def order_by_family(names: Sequence[str], family) -> list[str]:
+    """``names`` grouped by ``family(name)`` (families in order of first appearance, names
+    in their given order within a family): related subsets sit next to each other in figures."""
+    names = list(names)
+    fams = [family(n) for n in names]
+    first = {f: i for i, f in reversed(list(enumerate(fams)))}
+    return [names[i] for i in sorted(range(len(names)), key=lambda i: (first[fams[i]], i))]
+
+
+def masks_at(scores: Mapping, frac, per_layer: bool = False) -> dict[str, np.ndarray]:
+    """Bool ``[layers, neurons]`` masks of the top-scored neurons of each subset.
+
+    ``scores``: subset -> ``[layers, neurons]`` scores; ``frac``: one fraction for every
+    subset, or a mapping subset -> fraction (e.g. each class's fraction from step 03; the
+    random model is given the same fractions so the sizes, and so chance, match).
+    ``per_layer``: the same fraction of every layer instead of one global top-k.
+    """
+    from .scoring import top_fraction
+    if isinstance(frac, Mapping):
+        missing = [n for n in scores if n not in frac]
+        if missing:
+            raise KeyError(f"no fraction for {missing}; fractions given for {list(frac)}")
+        fracs = {n: float(frac[n]) for n in scores}
+    else:
+        fracs = dict.fromkeys(scores, float(frac))
+    return {n: top_fraction(s, fracs[n], per_layer=per_layer).numpy() for n, s in scores.items()}
+
+
+def model_scores(cfg: Mapping, names: Sequence[str]) -> dict[str, dict]:
+    """Scores of every subset for the trained and the random model:
+    ``{"trained": {name: [layers, neurons]}, "random": {...}}`` (statistics from step 01's
+    cache; the retain set as the profile says)."""
+    from .activations import all_stats
+    from .scoring import all_scores
+    out = {}
+    for kind, random_init in (("trained", False), ("random", True)):
+        stats, retain = all_stats(dict(cfg), list(names), random_init=random_init)
+        out[kind] = all_scores(stats, retain, cfg["eps"])
+    return out
+
+
+def fractions_from_03(fractions: Mapping[str, Mapping], fallback: float) -> dict[str, float]:
+    """subset -> fraction from notebook 03's results: the bisected fraction where the target
+    drop was reached, else ``fallback``. (A subset 03 could not bring to its target holds the
+    closest fraction tried - often 100% of the neurons, when even pruning every MLP neuron
+    leaves the accuracy above the target - which would make every overlap trivially full.)"""
+    return {n: float(f["frac"]) if f.get("reached") else float(fallback)
+            for n, f in fractions.items()}
+
+
+def selection_fractions(cfg: Mapping, names: Sequence[str]) -> tuple[dict[str, float], dict]:
+    """The fraction of neurons selected for each subset in notebook 04, and where it came from.
+
+    ViT: each class's fraction from notebook 03 at the first drop of the profile (the paper's
+    Figure 3 uses each class's selected fraction); a class that 03 did not bring to its target
+    gets ``overlap_frac`` instead (:func:`fractions_from_03`), listed in ``not_reached``.
+    LM: ``overlap_frac`` for every subset (the paper's Figure 4: top 1%). Returns
+    ``(name -> fraction, info)`` with ``info`` = ``{"source", "drop", "not_reached"}``.
+    """
+    if cfg["experiment"] == "vit":
+        from .config import results_dir
+        drop = float(cfg["drops"][0])
+        fr = load_fractions(results_dir(dict(cfg)), drop, names)
+        not_reached = [n for n, f in fr.items() if not f.get("reached")]
+        source = f"each class's fraction from notebook 03 (drop {drop:.0%})"
+        if not_reached:
+            source += f"; top {float(cfg['overlap_frac']):.1%} where not reached (!)"
+        return (fractions_from_03(fr, cfg["overlap_frac"]),
+                {"source": source, "drop": drop, "not_reached": not_reached})
+    frac = float(cfg["overlap_frac"])
+    return (dict.fromkeys(names, frac),
+            {"source": f"top {frac:.1%} of neurons (overlap_frac)", "drop": None,
+             "not_reached": []})
+
+
+def _finite(x) -> float | None:
+    """JSON has no NaN: a missing number is stored as null."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _offdiag_mean(m) -> float:
+    v = offdiag(np.asarray(m, float))
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _group_means(m, families: Sequence[str]) -> tuple[float, float]:
+    """(mean over off-diagonal pairs of one family, mean over pairs of different families)."""
+    fam = np.asarray(families)
+    same = fam[:, None] == fam[None, :]
+    off = ~np.eye(len(fam), dtype=bool)
+    m = np.asarray(m, float)
+    out = []
+    for sel in (same & off, ~same):
+        v = m[sel]
+        v = v[np.isfinite(v)]
+        out.append(float(v.mean()) if v.size else float("nan"))
+    return out[0], out[1]
+
+
+def compare_models(trained: Mapping, random: Mapping, families: Sequence[str] | None = None
+                   ) -> dict:
+    """Overlap matrices of the trained and random model's selections and the numbers that
+    say how alike they are.
+
+    ``trained``, ``random``: subset -> bool mask, the same subsets in the same order (the
+    order of the matrices' rows and columns). ``families``: optional family of each subset
+    (same order), for the within- vs between-family means.
+
+    Returns ``names``, ``trained``/``random`` (``[n, n]`` overlap matrices),
+    ``chance_trained``/``chance_random`` (``[n, n]``, :func:`chance_matrix`) and ``summary``:
+    mean off-diagonal overlap of each and of chance; ``r_trained_random``, the Pearson r of
+    the two patterns; and ``r_excess``, the r of (overlap - chance) - the size of ``N_j``
+    alone makes column ``j`` high in both models when the fractions differ by subset, so
+    ``r_excess`` is the one that says the *pattern* persists. With ``families``:
+    ``within_family``/``between_family`` means for trained, random and chance.
+    """
+    names = list(trained)
+    if list(random) != names:
+        raise ValueError(f"trained and random selections must cover the same subsets in one "
+                         f"order; got {names} and {list(random)}")
+    if families is not None and len(families) != len(names):
+        raise ValueError(f"{len(families)} families for {len(names)} subsets")
+    t, r = overlap_matrix(trained), overlap_matrix(random)
+    ct, cr = chance_matrix(trained), chance_matrix(random)
+    summary = {
+        "n_subsets": len(names),
+        "mean_trained": _offdiag_mean(t), "mean_random": _offdiag_mean(r),
+        "chance_trained": _offdiag_mean(ct), "chance_random": _offdiag_mean(cr),
+        "r_trained_random": pattern_correlation(t, r),
+        "r_excess": pattern_correlation(t - ct, r - cr),
+    }
+    if families is not None:
+        for key, m in (("trained", t), ("random", r), ("chance", ct)):
+            w, b = _group_means(m, families)
+            summary[f"within_family_{key}"], summary[f"between_family_{key}"] = w, b
+    summary = {k: (v if isinstance(v, int) else _finite(v)) for k, v in summary.items()}
+    return {"names": names, "families": list(families) if families is not None else None,
+            "trained": t, "random": r, "chance_trained": ct, "chance_random": cr,
+            "summary": summary}
+
+
+def format_summary(summary: Mapping) -> str:
+    """A few lines of text for :func:`compare_models`' ``summary``."""
+    pct = lambda x: "n/a" if x is None else f"{100 * x:5.1f}%"  # noqa: E731
+    num = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
+    rows = [f"mean overlap |N_i ∩ N_j| / |N_i| over {summary['n_subsets']} subsets "
+            f"(off-diagonal):",
+            f"  trained {pct(summary['mean_trained'])}   random {pct(summary['mean_random'])}"
+            f"   chance {pct(summary['chance_trained'])} (trained sizes), "
+            f"{pct(summary['chance_random'])} (random sizes)",
+            f"  correlation trained vs random: r = {num(summary['r_trained_random'])}; of the "
+            f"excess over chance: r = {num(summary['r_excess'])}"]
+    if "within_family_trained" in summary:
+        for key in ("trained", "random", "chance"):
+            rows.append(f"  {key:8s} within family {pct(summary[f'within_family_{key}'])}, "
+                        f"between families {pct(summary[f'between_family_{key}'])}")
+    return "\n".join(rows)
+
+
+def short_labels(names: Sequence[str], not_reached: Sequence[str] = ()) -> list[str]:
+    """Figure labels: the name after its group prefix (``fmnist:Bag`` -> ``Bag``), marked
+    ``(!)`` where notebook 03 did not reach the target drop (its closest fraction is used)."""
+    bad = set(not_reached)
+    return [n.split(":", 1)[-1] + (" (!)" if n in bad else "") for n in names]
+
+
+def checks(result: Mapping) -> dict[str, bool]:
+    """Properties of :func:`compare_models`' result that hold whenever the inputs are right:
+    every overlap in [0, 1], the diagonal 1 (non-empty selections), and the random model's
+    selections as large as the trained model's (so both face the same chance level)."""
+    out = {}
+    t, r = np.asarray(result["trained"], float), np.asarray(result["random"], float)
+    both = np.concatenate([t[np.isfinite(t)], r[np.isfinite(r)]])
+    out["every overlap in [0, 1]"] = bool(((both >= 0) & (both <= 1)).all())
+    diag = np.concatenate([np.diag(t), np.diag(r)])
+    out["diagonal is 1"] = bool(np.allclose(diag[np.isfinite(diag)], 1.0))
+    out["random selections as large as trained ones"] = bool(np.allclose(
+        np.asarray(result["chance_trained"], float), np.asarray(result["chance_random"], float),
+        equal_nan=True))
+    return out

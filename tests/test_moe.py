@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+import torch
+
+import modsep_utils.io as mio
+from modsep_utils import moe
+
+
+def _clustered_weights(n=64, d=8, k=8, seed=0, noise=0.05):
+    """[n, d] rows around k random directions, n // k each (a known balanced structure)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, d))
+    rows = np.repeat(centres, n // k, axis=0) + noise * rng.standard_normal((n, d))
+    return rows * rng.uniform(0.5, 3.0, size=(n, 1))  # scale must not matter: rows are normalised
+
+
+def test_every_cluster_exactly_balanced():
+    w = np.random.default_rng(0).standard_normal((64, 8))
+    labels = moe.cluster_layer(w, 8, n_init=2)
+    assert labels.dtype == np.int64 and labels.shape == (64,)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=8), np.full(8, 8))
+
+
+def test_better_than_random_balanced_assignment_and_finds_structure():
+    w = _clustered_weights()
+    labels = moe.cluster_layer(torch.tensor(w, dtype=torch.float32), 8, n_init=3)
+    rand = [moe.inertia(w, moe.random_balanced_labels(64, 8, seed=s)) for s in range(5)]
+    assert moe.inertia(w, labels) < 0.2 * min(rand)
+    truth = np.repeat(np.arange(8), 8)
+    # same partition up to renaming: each true group maps to one found cluster
+    for g in range(8):
+        assert len(set(labels[truth == g].tolist())) == 1
+
+
+def test_inertia_matches_direct_formula():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((12, 4))
+    lab = moe.random_balanced_labels(12, 3, seed=1)
+    x = w / np.linalg.norm(w, axis=1, keepdims=True)
+    direct = sum(((x[lab == c] - x[lab == c].mean(0)) ** 2).sum() for c in range(3))
+    assert moe.inertia(w, lab) == pytest.approx(direct)
+    assert np.bincount(lab).tolist() == [4, 4, 4]
+
+
+def test_bad_k_names_nearby_valid_k():
+    w = np.random.default_rng(0).standard_normal((1536, 4))
+    with pytest.raises(ValueError, match=r"k=14 does not divide.*k=12 .*k=16 "):
+        moe.cluster_layer(w, 14)
+    with pytest.raises(ValueError, match="k=7 does not divide"):
+        moe.random_balanced_labels(64, 7)
+
+
+def test_choose_k():
+    assert moe.choose_k(3072, 32) == 96       # ViT-Base, paper
+    assert moe.choose_k(14336, 112) == 128    # Mistral-7B, paper
+    assert moe.choose_k(512, 32) == 16        # embedded ViT
+    k = moe.choose_k(1536, 112)               # SmolLM2: 128 and 96 tie, larger k wins
+    assert 1536 % k == 0 and k == 16
+    assert moe.choose_k(1536, 100) == 16      # 96 is nearer 100 than 128
+
+
+def test_cache_reused_and_not_reused_for_other_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    w = [_clustered_weights(seed=s) for s in range(2)]
+    first = moe.cluster_model(w, 8, n_init=1, progress=False)
+    assert first.labels.shape == (2, 64) and not first.from_cache.any()
+    assert first.seconds.shape == (2,) and (first.seconds > 0).all()
+    files = sorted((tmp_path / "cache" / "moe").glob("*.npz"))
+    assert len(files) == 2
+
+    calls = []
+    real = moe.cluster_layer
+    monkeypatch.setattr(moe, "cluster_layer", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    again = moe.cluster_model(w, 8, n_init=1, progress=False)
+    assert again.from_cache.all() and not calls
+    np.testing.assert_array_equal(again.labels, first.labels)
+    np.testing.assert_allclose(again.seconds, first.seconds)
+
+    changed = [w[0], w[1].copy()]
+    changed[1][0, 0] += 1e-9                         # one weight differs
+    other = moe.cluster_model(changed, 8, n_init=1, progress=False)
+    assert other.from_cache.tolist() == [True, False] and len(calls) == 1
+    moe.cluster_model(w, 8, seed=1, n_init=1, progress=False)                # other seed
+    moe.cluster_model(w, 8, n_init=1, cache_key_parts=["x"], progress=False)  # other parts
+    assert len(calls) == 5
+    assert not list((tmp_path / "cache" / "moe").glob(".*.tmp"))  # atomic: no leftovers
+
+
+def test_cluster_model_rejects_mixed_widths():
+    with pytest.raises(ValueError, match="neuron count"):
+        moe.cluster_model([np.ones((8, 2)), np.ones((16, 2))], 4, cache=False, progress=False)
+
+
+def test_cache_file_from_other_inputs_never_reused_even_under_same_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    monkeypatch.setattr(mio, "content_key", lambda *parts: "collide")  # every key the same
+    a, b = _clustered_weights(seed=0), _clustered_weights(seed=5)
+    moe.cluster_model([a], 8, n_init=1, progress=False)
+    assert len(list((tmp_path / "cache" / "moe").glob("*.npz"))) == 1
+    res = moe.cluster_model([b], 8, n_init=1, progress=False)
+    assert not res.from_cache.any()                  # same file name, other weights: recomputed
+    np.testing.assert_array_equal(res.labels[0], moe.cluster_layer(b, 8, n_init=1))
+
+
+# -- notebook 05 glue --------------------------------------------------------------------------
+
+from tiny import tiny_vit  # noqa: E402
+
+
+def test_cluster_sites_on_a_tiny_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    model = tiny_vit(layers=3)                     # 3 layers x 24 neurons x 16
+    c = moe.cluster_sites(model, cluster_size=6, n_init=2, progress=False)
+    assert c.k == 4 and c.labels.shape == (3, 24)
+    assert moe.balanced(c)
+    assert c.meta["random_inertia"].shape == (3,) and c.meta["cluster_size_wanted"] == 6
+    s = moe.summary({"trained": c})
+    assert s["trained"]["cluster_size"] == 6 and s["trained"]["balanced"]
+    assert all(r < 1 for r in s["trained"]["inertia_ratio"])  # tighter than random labels
+    assert moe.tighter_than_random(s) == {"trained": True}
+    assert moe.headline(s)["trained"]["k"] == 4
+    assert "k = 4 clusters of 6" in moe.format_summary(s)
+    again = moe.cluster_sites(model, cluster_size=6, n_init=2, progress=False)
+    assert again.from_cache.all()
+    np.testing.assert_array_equal(again.labels, c.labels)
+    moe.plot_quality(s)
+
+
+def test_model_clusterings_are_cache_hits_the_second_time(tmp_path, monkeypatch):
+    """Notebooks 06 and 07 call model_clusterings after 05: every layer from the cache."""
+    from modsep_utils import activations
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    loads = []
+
+    def fake_get_model(name, random_init=False, seed=0, dtype="float32"):
+        loads.append(random_init)
+        model = tiny_vit(layers=2)
+        if random_init:                            # another, fixed set of weights
+            torch.manual_seed(seed + 1)
+            for site_w in [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]:
+                torch.nn.init.normal_(site_w)
+        return model, None
+    monkeypatch.setattr(activations, "get_model", fake_get_model)
+    cfg = {"model": "tiny", "seed": 0, "dtype": "float32", "moe_cluster_size": 8,
+           "moe_n_init": 1}
+    first = moe.model_clusterings(cfg, progress=False)
+    assert set(first) == {"trained", "random"} and loads == [False, True]
+    assert first["trained"].k == 3 and not first["trained"].from_cache.any()
+    assert not (first["trained"].labels == first["random"].labels).all()
+    second = moe.model_clusterings(cfg, progress=False)
+    assert all(c.from_cache.all() for c in second.values())
+    for kind in first:
+        np.testing.assert_array_equal(second[kind].labels, first[kind].labels)
+
+
+def test_check_labels_refuses_to_broadcast():
+    lab = np.stack([moe.random_balanced_labels(12, 3, seed=s) for s in range(2)])
+    assert moe.check_labels(lab, 2, 12, 3).shape == (2, 12)
+    with pytest.raises(ValueError, match=r"\(12,\).*\[2 layers, 12 neurons\]"):
+        moe.check_labels(lab[0], 2, 12)
+    with pytest.raises(ValueError, match="shape"):
+        moe.check_labels(lab[:, :6], 2, 12)
+    bad = lab.copy()
+    bad[0] = np.repeat([0, 0, 1], 4)                # clusters of 8, 4 and 0 neurons
+    with pytest.raises(ValueError, match="not balanced"):
+        moe.check_labels(bad, 2, 12, 3)
+    with pytest.raises(ValueError, match="k=5 does not divide"):
+        moe.check_labels(lab, 2, 12, 5)

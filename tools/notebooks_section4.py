@@ -1,0 +1,252 @@
+"""Cells of notebooks 04-07 (paper section 4: intersections, MoEfication, Lorenz AUC, and the
+class-pair explorer). ``tools/build_notebooks.py`` adds the title, parameters and setup cells
+(``cfg``, ``forget_names``, ``plt``, ``config``, ``update_json``, ``save_figure``) and writes
+them. The work is done in ``modsep_utils``; these cells only call it and show the results.
+"""
+from __future__ import annotations
+
+import nbformat
+
+
+def md(s):
+    return nbformat.v4.new_markdown_cell(s)
+
+
+def code(s, tags=()):
+    c = nbformat.v4.new_code_cell(s)
+    if tags:
+        c.metadata["tags"] = list(tags)
+    return c
+
+
+NB04 = [
+    md("""## Intersections of the selected neurons (Figures 3, 4 and 5)
+For subsets $i$ and $j$ with selected neuron sets $N_i$ and $N_j$, the overlap is
+
+$$\\mathrm{overlap}(i, j) = \\frac{|N_i \\cap N_j|}{|N_i|},$$
+
+the share of $i$'s neurons that $j$ also selected. It is not symmetric: a small $N_i$ inside a
+large $N_j$ gives 100% one way and little the other. If the sets were drawn at random with
+the same sizes, the expected overlap would be $|N_j| / N_{total}$ - the *chance* level,
+reported beside every matrix.
+
+Selections, as in the paper: the ViT experiment uses each class's own fraction found by
+notebook 03 (Figure 3); the language model the top `overlap_frac` of neurons (Figure 4: 1%).
+A class that notebook 03 could not bring to its target drop (its closest fraction is often
+100%: the small ViT keeps much of its accuracy with every MLP neuron pruned) is selected at
+`overlap_frac` instead and marked (!), since a full selection would overlap everything.
+The randomly initialised model is given exactly the same fractions, so both models face the
+same chance level. Rows and columns are grouped by family (superclass or text domain family),
+so related subsets sit together."""),
+    code("""from modsep_utils import data, overlap
+
+names = overlap.order_by_family(forget_names, data.family_of)
+families = [data.family_of(n) for n in names]
+fractions, selection = overlap.selection_fractions(cfg, names)  # ViT: needs notebook 03
+scores = overlap.model_scores(cfg, names)
+masks = {kind: overlap.masks_at(s, fractions) for kind, s in scores.items()}
+print("selection:", selection["source"])
+for n, fam in zip(names, families):
+    print(f"  {n:24s} {fractions[n]:7.2%} of neurons  ({fam})")
+if selection["not_reached"]:
+    print("not reached in 03 (overlap_frac used, marked (!)):", selection["not_reached"])"""),
+    code("""result = overlap.compare_models(masks["trained"], masks["random"], families)
+print(overlap.format_summary(result["summary"]))"""),
+    md("""### Figure %s: overlap matrices, trained and random model
+Left: the trained model; right: the same architecture with random weights. Entry $(i, j)$ is
+the share of row $i$'s neurons also selected for column $j$. The panel titles give the mean
+chance level. The paper's claim is that the *pattern* - which pairs overlap more - is
+already present in the random model (a weak lottery ticket): compare the two panels, and see
+`r_excess` above, the correlation of the overlaps in excess of chance (the raw correlation
+`r_trained_random` is inflated whenever the fractions differ between subsets, because a
+large $N_j$ raises column $j$ in both models alike)."""
+       % "3 (ViT) / 4 (LM)"),
+    code("""labels = overlap.short_labels(names, selection["not_reached"])
+fig = overlap.plot_overlaps(result["trained"], result["random"], labels,
+                            chance=(result["chance_trained"], result["chance_random"]))
+fig.suptitle(f"{model}: {selection['source']}", fontsize=9)
+fig_name = "fig3_overlaps" if experiment == "vit" else "fig4_overlaps"
+save_figure(fig, config.figure_path(cfg, fig_name), {**result, "fractions": fractions,
+                                                      "selection": selection})
+plt.show()"""),
+    md("""### Figure 5: every pairwise overlap, trained against random
+All off-diagonal pairs, sorted by the random model's overlap; the bars are trained - random.
+Where the two dotted lines rise together, the random model ranks pairs as the trained one
+does."""),
+    code("""fig = overlap.plot_sorted_overlaps(result["trained"], result["random"],
+                                   title=f"{model}: {selection['source']}")
+save_figure(fig, config.figure_path(cfg, "fig5_sorted_overlaps"),
+            {"pairs": overlap.offdiag_pairs(len(names)), "names": names,
+             "trained": overlap.offdiag(result["trained"]),
+             "random": overlap.offdiag(result["random"]), "summary": result["summary"]})
+update_json(config.headline_path(cfg), {"04_overlaps": {
+    **result["summary"], "selection": selection["source"], "fractions": fractions}})
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+for what, ok in overlap.checks(result).items():
+    print(f"{what}: {ok}")"""),
+]
+
+NB05 = [
+    md("""## MoEfication: balanced clusters of neurons (section 2.3.2)
+Per layer, the rows of $W_{in}$ (one per neuron: `fc1`/`intermediate.dense` for ViT,
+`up_proj` for the gated LM) are L2-normalised and split by balanced k-means
+(k-means-constrained, `size_min = size_max = d_mlp // k`, `random_state = 0`) into $k$
+clusters of exactly `d_mlp // k` neurons, for the trained and the random model.
+
+**Which k.** The paper uses $k = 96$ for ViT-Base (3072 neurons, 32 per cluster) and
+$k = 128$ for Mistral-7B (14336 neurons, 112 per cluster). Every profile keeps the paper's
+*cluster size* (`moe_cluster_size`: 32 for ViT, 112 for the LM) and takes the $k$ dividing
+the layer width whose cluster size is nearest to it (`moe.choose_k`; ties go to the smaller
+clusters): the paper profile gets exactly 96 and 128 back; the embedded ViT (512 neurons)
+gets 16 clusters of 32; SmolLM2 (1536 neurons) gets 16 clusters of 96 (128 would be as
+far from 112; the smaller clusters win the tie). `moe_n_init` restarts (the authors' default
+10; fewer on the embedded LM, see `bench/bench_moe.py`).
+
+Labels are cached under `data/cache/moe/` by the content of the weights and the settings, so
+notebooks 06 and 07 reuse them."""),
+    code("""import numpy as np
+from modsep_utils import moe
+
+clusterings = moe.model_clusterings(cfg)
+numbers = moe.summary(clusterings)
+print(moe.format_summary(numbers))"""),
+    md("""### Quality and cost per layer
+Within-cluster sum of squares of the normalised rows, divided by that of a random balanced
+assignment (the mean of three): below 1 the clusters are tighter than chance. Right: the
+seconds each layer took when it was clustered (the time recorded in the cache)."""),
+    code("""fig = moe.plot_quality(numbers)
+fig.suptitle(f"{model}: balanced k-means of W_in rows", fontsize=9)
+save_figure(fig, config.figure_path(cfg, "05_moefication"), numbers)
+update_json(config.headline_path(cfg), {"05_moefication": moe.headline(numbers)})
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+tighter = moe.tighter_than_random(numbers)
+for kind, c in clusterings.items():
+    print(f"{kind}: every cluster has exactly d_mlp // k neurons in every layer: {moe.balanced(c)}")
+    print(f"{kind}: tighter than a random balanced assignment in every layer: {tighter[kind]}")"""),
+]
+
+NB06 = [
+    md("""## Do the selected neurons fall into few clusters? (Figure 6)
+Here the selection takes the same fraction `auc_frac` of *every layer* (a global top-k can pile
+the neurons into a few layers, leaving others empty). For one layer, count the selected
+neurons in each MoEfication cluster, sort the counts in descending order and accumulate: the
+Lorenz curve $S_j$, the share held by the $j$ fullest clusters (Figure 6a).
+
+Its normalised area, two variants:
+
+- **exact**: $A = \\frac{1}{k_{eff} - 1} \\sum_{j=1}^{k_{eff}-1} S_j$ with $k_{eff} = \\min(N, k)$:
+  exactly 1.0 when all $N$ selected neurons share a cluster and 0.5 when they are spread
+  evenly (with fewer neurons than clusters, one per cluster is the most even possible,
+  hence $k_{eff}$);
+- **authors**: the authors' left Riemann sum `sum(c[:x]) / (c[x] * x)`, $x = \\min(N, k)$,
+  which gives $(k-1)/(2k)$ for an even spread; use it to compare with the paper's figure.
+
+No selected neuron gives no curve (NaN, never a number). Chance is well above 0.5 for small
+selections, so every figure shows a random selection of the same size (chance) and the most
+concentrated selection the cluster sizes allow (best achievable)."""),
+    code("""from modsep_utils import auc, moe, overlap
+
+scores = overlap.model_scores(cfg, forget_names)
+masks = {kind: overlap.masks_at(s, auc_frac, per_layer=True) for kind, s in scores.items()}
+clusterings = moe.model_clusterings(cfg)  # notebook 05's labels, from the cache
+labels = {kind: c.labels for kind, c in clusterings.items()}
+k = clusterings["trained"].k
+table = auc.auc_table(labels, masks, k, seed=seed)
+numbers = auc.table_summary(table)
+print(f"{auc_frac:.1%} of every layer = {table['n_selected'][0][0]} neurons per layer; "
+      f"k = {k} clusters of {table['cluster_size']}; clusterings read from the cache: "
+      f"{all(c.from_cache.all() for c in clusterings.values())}")
+print(auc.format_table_summary(numbers))"""),
+    md("""### Figure 6a: one Lorenz curve
+The first subset, in the layer where the trained model's selections are most concentrated on
+average."""),
+    code("""layer = auc.most_concentrated_layer(table)
+subset = forget_names[0]
+curves, aucs = auc.example_curves(labels, masks, subset, layer, k, seed=seed)
+fig = auc.plot_lorenz(curves, aucs, title=f"{model}: {subset}, layer {layer}, "
+                      f"{auc_frac:.1%} of the layer")
+save_figure(fig, config.figure_path(cfg, "fig6a_lorenz_example"),
+            {"subset": subset, "layer": layer, "curves": curves, "aucs": aucs})
+plt.show()"""),
+    md("""### Figure 6%s: AUC by layer
+Mean ± std over subsets: trained clusters × trained neurons, random-model clusters ×
+random-model neurons, random-model clusters × trained neurons (does the trained selection
+concentrate even in clusters it was not trained with?), chance and the best achievable. The
+paper reports higher concentration in the first and last layers.""" % "b (ViT) / 6c (LM)"),
+    code("""fig = auc.plot_auc_panels(numbers, table=table, title=f"{model}:")
+fig_name = "fig6b_auc_by_layer" if experiment == "vit" else "fig6c_auc_by_layer"
+save_figure(fig, config.figure_path(cfg, fig_name), numbers)
+update_json(config.headline_path(cfg), {"06_lorenz_auc": {"auc_frac": auc_frac,
+                                                          **auc.headline(numbers)}})
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+print("AUC exact in [0.5, 1] and no curve above the best achievable:", auc.within_bounds(table))"""),
+]
+
+NB07 = [
+    md("""## Explore a pair of classes
+Pick the model (trained or random), two subsets A and B, and the fraction of neurons
+selected. Shown: the accuracy effect of pruning A's neurons on B and B's on A (from notebook
+03's cross-evaluation, at each subset's own fraction; the random model has none), the overlap
+$|A \\cap B|/|A|$ and $|A \\cap B|/|B|$ by layer against chance, and how the shared neurons
+fall into MoEfication clusters (notebook 05). By default each class is selected at its own
+fraction from notebook 03 (ViT), or at `overlap_frac` (LM), as in notebook 04; untick the box
+to use the slider's fraction for both.
+
+The experiment is fixed by this notebook's parameters (run it with `--experiment lm` for the
+language model). Headless (papermill, nbval) the first selection is shown as a static figure
+below; the widget needs a live kernel."""),
+    code("""import ipywidgets as widgets
+from IPython.display import display
+from modsep_utils import data, explore
+
+ex = explore.Explorer.from_config(cfg, forget_names)
+first_a, first_b = explore.default_pair(ex.names, data.family_of)
+
+
+def show(kind, a, b, frac, own_fraction):
+    \"\"\"Print and plot one selection; returns (report, figure).\"\"\"
+    report = ex.report(kind, a, b, None if own_fraction else frac)
+    print(explore.format_report(report))
+    return report, explore.plot_pair(report)"""),
+    code("""# the first selection, called directly so that it renders without a widget frontend
+report, fig = show("trained", first_a, first_b, ex.default_frac, ex.fractions is not None)
+save_figure(fig, config.figure_path(cfg, "07_pair_example"), report)
+plt.show()"""),
+    code("""kind_w = widgets.Dropdown(options=ex.kinds, value="trained", description="model")
+a_w = widgets.Dropdown(options=ex.names, value=first_a, description="class A")
+b_w = widgets.Dropdown(options=ex.names, value=first_b, description="class B")
+frac_w = widgets.FloatSlider(value=ex.default_frac, min=0.001, max=0.5, step=0.001,
+                             readout_format=".1%", description="fraction")
+own_w = widgets.Checkbox(value=ex.fractions is not None, disabled=ex.fractions is None,
+                         description="each class at its 03 fraction")
+
+
+def on_change(**selection):
+    show(**selection)
+    plt.show()
+
+
+out = widgets.interactive_output(on_change, dict(kind=kind_w, a=a_w, b=b_w, frac=frac_w,
+                                                 own_fraction=own_w))
+display(widgets.VBox([widgets.HBox([kind_w, a_w, b_w]), widgets.HBox([frac_w, own_w]), out]))"""),
+    code("""# NBVAL_CHECK_OUTPUT
+print("first selection:", first_a, "vs", first_b)
+print("shared neurons by layer add up to the total:",
+      sum(report["n_shared"]) == report["total"]["n_shared"])
+print("random model: cross-evaluation reported missing, not invented:",
+      ex.report("random", first_a, first_b)["a_to_b"] is None)"""),
+]
+
+NOTEBOOKS = [
+    ("04_intersections.ipynb", "# 04 · Intersections\nOverlaps of the neurons selected for "
+     "different subsets, trained vs random model (Figures 3-5).", NB04),
+    ("05_moefication.ipynb", "# 05 · MoEfication\nBalanced k-means clusters of neurons, "
+     "trained and random model.", NB05),
+    ("06_auc.ipynb", "# 06 · Lorenz curves and AUC\nHow concentrated the selected neurons are "
+     "in MoEfication clusters (Figure 6).", NB06),
+    ("07_explore_pairs.ipynb", "# 07 · Explore class pairs\nA widget over the results of "
+     "notebooks 03-05 for any two subsets.", NB07),
+]

@@ -412,18 +412,25 @@ def _pack(stream: np.ndarray, prefix: list[int], block_len: int) -> torch.Tensor
 # ---------------------------------------------------------------------------- text: embedded
 
 
+def _line_chunks(text: str, size: int) -> list[str]:
+    """``text`` cut at line ends into consecutive chunks of at least ``size`` characters
+    (the last may be shorter)."""
+    chunks, cur, n = [], [], 0
+    for line in text.splitlines(keepends=True):
+        cur.append(line)
+        n += len(line)
+        if n >= size:
+            chunks.append("".join(cur))
+            cur, n = [], 0
+    if cur:
+        chunks.append("".join(cur))
+    return chunks
+
+
 def _split_text(text: str, split: str) -> list[str]:
     """The chunks of ``text`` that belong to ``split``: cut at line ends into chunks of about
     CHUNK_CHARS characters; every EVAL_EVERY-th chunk is eval, the rest collect."""
-    chunks, cur, size = [], [], 0
-    for line in text.splitlines(keepends=True):
-        cur.append(line)
-        size += len(line)
-        if size >= CHUNK_CHARS:
-            chunks.append("".join(cur))
-            cur, size = [], 0
-    if cur:
-        chunks.append("".join(cur))
+    chunks = _line_chunks(text, CHUNK_CHARS)
     want = split == "eval"
     return [c for i, c in enumerate(chunks) if (i % EVAL_EVERY == EVAL_EVERY - 1) == want]
 
@@ -558,16 +565,7 @@ def _shuffled(items: Iterable, seed: int = 0) -> list:
 
 def _spread(text: str, cap: int, piece: int = 4_000) -> list[str]:
     """Evenly spaced pieces of a long text (e.g. a whole dictionary) totalling about ``cap``."""
-    lines = text.splitlines(keepends=True)
-    pieces, cur, size = [], [], 0
-    for line in lines:
-        cur.append(line)
-        size += len(line)
-        if size >= piece:
-            pieces.append("".join(cur))
-            cur, size = [], 0
-    if cur:
-        pieces.append("".join(cur))
+    pieces = _line_chunks(text, piece)
     k = min(len(pieces), max(1, cap // piece + 1))
     idx = np.linspace(0, len(pieces) - 1, k).round().astype(int)
     return [pieces[i] for i in sorted(set(idx.tolist()))]
@@ -1124,7 +1122,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _fmnist_arrays(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+def fmnist_arrays(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images [n, 28, 28], labels [n])`` of ``<folder>/<prefix>-*-ubyte.gz`` (prefix
+    ``train`` or ``t10k``), read once per process."""
     files = [Path(folder) / f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")]
     for f in files:
         if not f.is_file():
@@ -1144,7 +1144,7 @@ def _process_images(processor, images: list, chunk: int = 256) -> torch.Tensor:
 
 
 def _fmnist_subset(name, group, member, processor, split, n, seed):
-    images, labels = _fmnist_arrays(str(FMNIST_DIR), "train" if split == "collect" else "t10k")
+    images, labels = fmnist_arrays(str(FMNIST_DIR), "train" if split == "collect" else "t10k")
     if member == "all":
         classes = FMNIST_CLASSES
     elif group == "fmnist-super":

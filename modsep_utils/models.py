@@ -19,7 +19,6 @@ interrupted build never leaves a folder that a later run trusts.
 """
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import os
@@ -357,33 +356,15 @@ def _build_lm(out: Path, progress: bool) -> None:
 # ---- Fashion-MNIST and the embedded ViT
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read a (gzipped) idx file of unsigned bytes: ``[n]`` labels or ``[n, rows, cols]`` images."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0:2] != b"\0\0" or raw[2] != 0x08:
-        raise ValueError(f"{path}: not an idx file of unsigned bytes")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim  # 8 for labels, 16 for images
-    if len(raw) != offset + int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} but holds {len(raw) - offset} bytes")
-    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims).copy()  # writable
-
-
 def load_fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(images [n, 28, 28] uint8, labels [n] uint8)``; split ``"train"`` (60k) or ``"test"``."""
-    prefix = {"train": "train", "test": "t10k"}[split]
-    files = [FASHION_MNIST_DIR / f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise ModelUnavailable(f"Fashion-MNIST not found ({missing[0]}): it ships in the Debian "
-                               f"package {FASHION_MNIST_PACKAGE}: {FASHION_MNIST_INSTALL}")
-    images, labels = (read_idx(f) for f in files)
-    if len(images) != len(labels):
-        raise ValueError(f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels")
-    return images, labels
+    """``(images [n, 28, 28] uint8, labels [n])``; split ``"train"`` (60k) or ``"test"`` (10k)."""
+    from .data import DataUnavailable, fmnist_arrays
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    try:
+        return fmnist_arrays(str(FASHION_MNIST_DIR), "train" if split == "train" else "t10k")
+    except DataUnavailable as e:
+        raise ModelUnavailable(str(e)) from None
 
 
 def vit_config():

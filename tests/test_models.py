@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modsep_utils import models
+from modsep_utils import data, models
 from modsep_utils.models import ModelUnavailable, load_model, model_kind
 from tiny import tiny_vit
 
@@ -252,23 +252,6 @@ def _write_idx(path, array):
         f.write(header + array.tobytes())
 
 
-def test_read_idx_handmade(tmp_path):
-    images = np.arange(3 * 2 * 4, dtype=np.uint8).reshape(3, 2, 4)
-    _write_idx(tmp_path / "im.gz", images)
-    _write_idx(tmp_path / "lab.gz", [7, 0, 255])
-    got = models.read_idx(tmp_path / "im.gz")
-    assert got.shape == (3, 2, 4) and np.array_equal(got, images)
-    assert models.read_idx(tmp_path / "lab.gz").tolist() == [7, 0, 255]
-    with gzip.open(tmp_path / "short.gz", "wb") as f:  # header promises more than it holds
-        f.write(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + b"\1\2")
-    with pytest.raises(ValueError, match="holds 2 bytes"):
-        models.read_idx(tmp_path / "short.gz")
-    with gzip.open(tmp_path / "float.gz", "wb") as f:  # 0x0D: float32 idx, not supported
-        f.write(bytes([0, 0, 0x0D, 1]) + (1).to_bytes(4, "big") + b"\0\0\0\0")
-    with pytest.raises(ValueError, match="unsigned bytes"):
-        models.read_idx(tmp_path / "float.gz")
-
-
 def test_missing_fashion_mnist_names_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "FASHION_MNIST_DIR", tmp_path / "nowhere")
     with pytest.raises(ModelUnavailable, match="apt-get install -y dataset-fashion-mnist"):
@@ -310,11 +293,11 @@ def test_vit_build_on_tiny_data(data_dir, tmp_path, monkeypatch):
 
     # the documented processor call: uint8 [1, 28, 28] arrays -> [n, 1, 28, 28], normalised
     # with the training set's statistics
-    images = models.read_idx(fm / "t10k-images-idx3-ubyte.gz")[:5]
+    images = data.read_idx(fm / "t10k-images-idx3-ubyte.gz")[:5]
     px = proc(images=[im[None] for im in images], input_data_format="channels_first",
               return_tensors="pt")["pixel_values"]
     assert px.shape == (5, 1, 28, 28)
-    train = models.read_idx(fm / "train-images-idx3-ubyte.gz") / 255.0
+    train = data.read_idx(fm / "train-images-idx3-ubyte.gz") / 255.0
     expect = (images / 255.0 - train.mean()) / train.std()
     assert np.allclose(px[:, 0].numpy(), expect, atol=1e-5)
     assert model(pixel_values=px).logits.shape == (5, 10)

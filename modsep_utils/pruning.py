@@ -405,3 +405,20 @@ def format_headline(h: dict) -> str:
         if d["measured"].get("not_reached"):
             rows.append(f"{label:>5} not reached: {', '.join(d['measured']['not_reached'])}")
     return "\n".join(rows)
+
+
+def compare_mc_methods(evaluator: Evaluator, names: Sequence[str]) -> dict:
+    """Unpruned accuracy of the multiple-choice subsets ``names`` under both scorings (the
+    authors' letter format and continuation log-likelihood), with chance (1 / choices), so a
+    run can say which format the model is clearly above chance on. Cached like every
+    measurement."""
+    out = {}
+    for method in ("letter", "loglik"):
+        ev = Evaluator({**evaluator.cfg, "mc_method": method}, evaluator.model,
+                       evaluator.processor)
+        ev._subsets = evaluator._subsets  # same questions, no reload
+        accs = {n: ev(n) for n in names}
+        out[method] = {"per_subject": accs, "mean": float(np.mean(list(accs.values())))}
+    out["chance"] = 1 / len(LETTERS)
+    out["used"] = evaluator.cfg["mc_method"]
+    return out

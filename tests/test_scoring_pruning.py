@@ -79,7 +79,7 @@ def test_pruning_lowers_accuracy_and_cross_eval_matrix():
     b = TextSubset("high", (torch.arange(12) % 20 + 40).repeat(6, 1))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.cat([a.tokens, b.tokens])
-    for _ in range(40):
+    for _ in range(25):
         loss = model(input_ids=x, labels=x).loss
         opt.zero_grad(); loss.backward(); opt.step()
     model.eval()
@@ -142,3 +142,63 @@ def test_summarize_headline():
     assert h["diagonal_mean"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
     assert h["off_diagonal_mean"] == pytest.approx((0.8 + 1.0 + 0.9 + 1.0 + 1.0 + 1.0) / 6)
     assert h["eval_only_mean"] == pytest.approx((0.7 + 0.9 + 1.0) / 3)
+
+
+class CharTokenizer:
+    """A character-level tokenizer over a 64-symbol vocabulary (no downloads)."""
+    pad_token_id = 0
+    eos_token_id = 0
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [1 + ord(c) % 63 for c in text]}
+
+    def decode(self, ids):
+        return "".join(chr(64 + i) if i else "" for i in ids)  # id 1 -> "A", 2 -> "B", ...
+
+
+def _questions():
+    from modsep_utils.data import MCQuestion
+    return [MCQuestion("s", f"q{i}?", [f"a{i}", f"bb{i}", f"c{i}c", f"d{i}"], i % 4)
+            for i in range(7)]
+
+
+class MCSubset:
+    kind, name = "mc", "quiz:test"
+
+    def __init__(self, qs):
+        self.questions = qs
+
+
+def test_mc_loglik_equals_unbatched_hand_computation():
+    from modsep_utils.pruning import mc_accuracy
+    model, tok = tiny_text_models()["llama"], CharTokenizer()
+    qs = _questions()
+    correct = 0
+    with torch.no_grad():
+        for q in qs:
+            prompt = tok(f"Question: {q.question}\nAnswer:")["input_ids"]
+            scores = []
+            for c in q.choices:
+                cont = tok(" " + c)["input_ids"]
+                ids = torch.tensor([prompt + cont])
+                logp = torch.log_softmax(model(input_ids=ids).logits[0], -1)
+                scores.append(float(torch.stack([logp[len(prompt) + t - 1, x]
+                                                 for t, x in enumerate(cont)]).mean()))
+            correct += int(np.argmax(scores) == q.answer)
+    got = mc_accuracy(model, tok, MCSubset(qs), method="loglik", batch_size=8)
+    assert got == pytest.approx(correct / len(qs))
+
+
+def test_mc_letter_equals_unbatched_hand_computation():
+    from modsep_utils.data import mc_prompt
+    from modsep_utils.pruning import mc_accuracy
+    model, tok = tiny_text_models()["llama"], CharTokenizer()
+    qs = _questions()
+    with torch.no_grad():
+        hits = [tok.decode([int(model(input_ids=torch.tensor([tok(mc_prompt(q))["input_ids"]]))
+                                .logits[0, -1].argmax())]).strip() == "ABCD"[q.answer]
+                for q in qs]
+    got = mc_accuracy(model, tok, MCSubset(qs), method="letter", batch_size=3)
+    assert got == pytest.approx(sum(hits) / len(qs))
+    with pytest.raises(ValueError, match="letter"):
+        mc_accuracy(model, tok, MCSubset(qs), method="nope")

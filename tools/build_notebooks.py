@@ -129,6 +129,18 @@ evaluator = pruning.Evaluator(cfg, *activations.get_model(model, False, seed, dt
 eval_names = config.eval_names(cfg)
 base = {name: evaluator(name) for name in eval_names}
 print("unpruned accuracy:", {k: round(v, 3) for k, v in base.items()})"""),
+    md("""### Multiple choice: which format?
+The authors scored MMLU zero-shot by whether the top-1 next token is the gold letter. A small
+model can sit near chance on that format while knowing the answers, so both scorings are
+measured on the unpruned model; the profile's `mc_method` is used for the cross-evaluation."""),
+    code("""mc_names = [n for n in eval_names if pruning.subset_kind(n) == "mc"]
+if mc_names:
+    mc = pruning.compare_mc_methods(evaluator, mc_names)
+    update_json(config.headline_path(cfg), {"03_multiple_choice_formats": mc})
+    print(f"chance {mc['chance']:.2f}; letter format {mc['letter']['mean']:.3f}; "
+          f"log-likelihood {mc['loglik']['mean']:.3f}; used: {mc['used']}")
+else:
+    print("no multiple-choice subsets in this experiment")"""),
     code("""from modsep_utils.io import write_json
 
 results, matrices = {}, {}  # by drop label, e.g. "50%"

@@ -345,7 +345,8 @@ def short_name(name: str) -> str:
 
 def plot_cross_eval(matrices: Mapping[str, dict], title: str = ""):
     """Figures 1 / 2: pruned / unpruned accuracy (%) of every eval subset (rows) after pruning
-    each forget subset's neurons (columns), one panel per drop target."""
+    each forget subset's neurons (columns), one panel per drop target. Columns whose target
+    drop no fraction reached are hatched and marked (!): they show the closest fraction tried."""
     import matplotlib.pyplot as plt
 
     from .plots import heatmap
@@ -361,6 +362,11 @@ def plot_cross_eval(matrices: Mapping[str, dict], title: str = ""):
         im = heatmap(ax, ratio, [short_name(e) for e in m["eval"]], cols_l, vmin=0.0,
                      vmax=1.1, title=f"{title} target drop {label}",
                      xlabel="pruned for (forget subset)", ylabel="evaluated on")
+        from matplotlib.patches import Rectangle
+        for j, ok in enumerate(m["reached"]):
+            if not ok:  # the target was not reached: this column is the closest fraction tried
+                ax.add_patch(Rectangle((j - 0.5, -0.5), 1, rows, fill=False, hatch="///",
+                                       edgecolor="grey", lw=0))
         nf = len(m["forget"])
         if rows > nf:  # separate the forget subsets from eval-only (multiple-choice) rows
             ax.axhline(nf - 0.5, color="black", lw=1)

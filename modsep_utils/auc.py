@@ -453,6 +453,8 @@ def plot_auc_panels(s: Mapping, *, title: str = "", layer_names: Sequence[str] |
         plot_auc_by_layer(curves, layer_names=layer_names, ax=ax,
                           title=f"{title} {variant} AUC (k = {s['k']})".strip(),
                           ylabel=f"normalised Lorenz AUC ({variant})")
+        # below the axes: inside, the legend hides the bands
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     return fig
 
 

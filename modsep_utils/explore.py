@@ -339,14 +339,19 @@ def format_report(report: Mapping[str, Any]) -> str:
                 f"{fmt(report['b_self'])})")
     if report.get("cross_eval_note"):
         rows.append(f"  ({report['cross_eval_note']})")
-    for m in report["missing"]:
-        rows.append(f"  missing {m}")
+    by_reason: dict[str, list[str]] = {}
+    for m in report["missing"]:  # "key: why"; one line per distinct reason
+        key, _, why = m.partition(": ")
+        by_reason.setdefault(why, []).append(key)
+    for why, keys in by_reason.items():
+        rows.append(f"  missing {', '.join(keys)}: {why}")
     t = report["total"]
     rows.append(f"shared neurons: {t['n_shared']} of {t['n_a']} ({a}) and {t['n_b']} ({b}): "
                 f"|A∩B|/|A| = {pct(t['a_in_b'])} (chance {pct(t['chance_a_in_b'])}), "
                 f"|A∩B|/|B| = {pct(t['b_in_a'])} (chance {pct(t['chance_b_in_a'])})")
     if report.get("clusters"):
-        per = report["clusters"]["per_layer"]
+        held = [p for p in report["clusters"]["per_layer"] if p["n_shared"]]
+        where = ", ".join(f"{p['layer']}: {p['n_shared']} in {p['n_clusters']}" for p in held)
         rows.append(f"MoE clusters (k = {report['clusters']['k']}) holding the shared neurons, "
-                    f"by layer: " + ", ".join(f"{p['layer']}: {p['n_clusters']}" for p in per))
+                    f"by layer (neurons in clusters): {where or 'no shared neuron'}")
     return "\n".join(rows)

@@ -179,10 +179,12 @@ def plot_overlaps(trained, random, labels: Sequence[str], chance=None, *,
 
 
 def plot_sorted_overlaps(trained, random, *, sort_by: str = "random", title: str | None = None,
-                         ax=None):
+                         chance: tuple | None = None, ax=None):
     """Figure 5: every off-diagonal overlap of the trained and random model, pairs in one
     order (sorted by ``sort_by``: "random" or "trained"), with the difference trained - random
-    as bars. The Pearson r of the two patterns is in the legend.
+    as bars. The Pearson r of the two patterns is in the legend; with ``chance`` =
+    ``(trained chance, random chance)`` matrices (:func:`chance_matrix`) also the r of the
+    overlaps in excess of chance, drawn as a line.
 
     Returns the matplotlib Figure (``ax.figure`` when ``ax`` is given).
     """
@@ -202,8 +204,14 @@ def plot_sorted_overlaps(trained, random, *, sort_by: str = "random", title: str
     x = np.arange(len(t))
     ax.bar(x, 100 * (t - r), width=1.0, color="0.75", label="trained - random")
     ax.plot(x, 100 * r, ".", ms=3, color="tab:orange", label="random init")
-    ax.plot(x, 100 * t, ".", ms=3, color="tab:blue",
-            label=f"trained (r = {pattern_correlation(trained, random):.2f})")
+    r_text = f"r = {pattern_correlation(trained, random):.2f}"
+    if chance is not None:
+        ct, cr = (np.asarray(c, float) for c in chance)
+        r_text += (f"; beyond chance r = "
+                   f"{pattern_correlation(np.asarray(trained, float) - ct, np.asarray(random, float) - cr):.2f}")
+        ax.plot(x, 100 * offdiag(ct)[order], color="0.4", lw=0.8, ls=":",
+                label="chance (trained sizes)")
+    ax.plot(x, 100 * t, ".", ms=3, color="tab:blue", label=f"trained ({r_text})")
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xlabel(f"class pair (i, j), sorted by the {sort_by} overlap")
     ax.set_ylabel("overlap |N_i ∩ N_j| / |N_i| (%)")

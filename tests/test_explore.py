@@ -103,7 +103,10 @@ def test_explorer_report_fractions_and_missing_cross_eval():
     rnd = ex.report("random", "cats", "dogs")
     assert rnd["a_to_b"] is None and rnd["b_to_a"] is None
     assert "random model" in rnd["missing"][0]
-    assert "missing" in explore.format_report(rnd)
+    assert "missing a_to_b, b_to_a, a_self, b_self: no cross-evaluation for the random" \
+        in explore.format_report(rnd)
+    text = explore.format_report(ex.report("trained", "cats", "dogs", frac=0.5))
+    assert "by layer (neurons in clusters): L0:" in text
     r = ex.report("trained", "cats", "cars")                     # cars was never pruned
     assert r["b_to_a"] is None and any("not a forget subset" in m for m in r["missing"])
     with pytest.raises(ValueError, match="model must be"):

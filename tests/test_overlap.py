@@ -102,6 +102,9 @@ def test_plots_return_figures():
     assert "chance" in fig.axes[0].get_title()
     fig2 = plot_sorted_overlaps(t, r)
     assert len(fig2.axes[0].lines) >= 2
+    fig3 = plot_sorted_overlaps(t, r, chance=(chance_matrix(masks), chance_matrix(masks)))
+    assert len(fig3.axes[0].lines) == len(fig2.axes[0].lines) + 1
+    assert "beyond chance" in " ".join(x.get_text() for x in fig3.axes[0].get_legend().get_texts())
     with pytest.raises(ValueError):
         plot_overlaps(t, r, list("abc"))
 

@@ -70,10 +70,11 @@ save_figure(fig, config.figure_path(cfg, fig_name), {**result, "fractions": frac
                                                       "selection": selection})
 plt.show()"""),
     md("""### Figure 5: every pairwise overlap, trained against random
-All off-diagonal pairs, sorted by the random model's overlap; the bars are trained - random.
-Where the two dotted lines rise together, the random model ranks pairs as the trained one
-does."""),
+All off-diagonal pairs, sorted by the random model's overlap; the bars are trained - random,
+the dotted line what chance gives each pair. Where the two series rise together, the random
+model ranks pairs as the trained one does; the legend gives r, raw and beyond chance."""),
     code("""fig = overlap.plot_sorted_overlaps(result["trained"], result["random"],
+                                   chance=(result["chance_trained"], result["chance_random"]),
                                    title=f"{model}: {selection['source']}")
 save_figure(fig, config.figure_path(cfg, "fig5_sorted_overlaps"),
             {"pairs": overlap.offdiag_pairs(len(names)), "names": names,

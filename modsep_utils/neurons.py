@@ -147,12 +147,15 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
     """Stream neuron statistics over ``batches`` (dicts passed as ``model(**batch)``).
 
     Every token position counts except attention padding (``attention_mask == 0``).
-    Memory is O(layers x neurons) whatever the number of tokens.
+    Memory is O(layers x neurons) whatever the number of tokens: each batch is reduced to
+    per-neuron sums (float32 within the batch) and added to float64 accumulators.
     """
     sites = neuron_sites(model)
     stats = NeuronStats.zeros(len(sites), sites[0].n_neurons)
     device = _model_device(model)
     state: dict[str, torch.Tensor | None] = {"keep": None}
+
+    f32 = torch.float32
 
     def make_hook(layer: int):
         def hook(module, args):
@@ -160,12 +163,20 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             keep = state["keep"]
             # [batch, tokens, neurons] -> [kept tokens, neurons]
             x = x[keep] if keep is not None and x.dim() == 3 else x.reshape(-1, x.shape[-1])
-            x = x.to(torch.float64)
+            if x.dtype not in (f32, torch.float64):
+                x = x.to(f32)  # bf16/fp16 models: square and sum in float32
+            a = x.abs()
+            # one batch's sums in float32 (a few thousand tokens), accumulated across
+            # batches in float64; sign().clamp() counts x > 0 several times faster than a
+            # bool sum
+            part = torch.stack([a.sum(0, dtype=f32), x.sum(0, dtype=f32),
+                                (a * a).sum(0, dtype=f32),
+                                x.sign().clamp_(min=0).sum(0, dtype=f32)]).to("cpu", torch.float64)
             stats.count[layer] += x.shape[0]
-            stats.sum_abs[layer] += x.abs().sum(0).cpu()
-            stats.sum[layer] += x.sum(0).cpu()
-            stats.sum_sq[layer] += x.square().sum(0).cpu()
-            stats.n_pos[layer] += (x > 0).sum(0).cpu()
+            stats.sum_abs[layer] += part[0]
+            stats.sum[layer] += part[1]
+            stats.sum_sq[layer] += part[2]
+            stats.n_pos[layer] += part[3]
         return hook
 
     handles = [s.out_proj.register_forward_pre_hook(make_hook(s.layer)) for s in sites]
@@ -179,7 +190,8 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             for batch in it:
                 batch = _to_device(batch, device)
                 mask = batch.get("attention_mask")
-                state["keep"] = mask.bool() if mask is not None else None
+                # no padding: skip the boolean gather (a copy of every activation)
+                state["keep"] = mask.bool() if mask is not None and not bool(mask.all()) else None
                 model(**batch)
     finally:
         for h in handles:

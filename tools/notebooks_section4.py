@@ -197,42 +197,51 @@ fraction from notebook 03 (ViT), or at `overlap_frac` (LM), as in notebook 04; u
 to use the slider's fraction for both.
 
 The experiment is fixed by this notebook's parameters (run it with `--experiment lm` for the
-language model). Headless (papermill, nbval) the first selection is shown as a static figure
-below; the widget needs a live kernel."""),
+language model). Headless (papermill, nbval) the first selection is drawn once as a static
+figure; in a live kernel the controls redraw it. (The views are display handles rather than
+an `Output` widget: headless, nbclient mimics an `Output` widget by sending comm messages on
+the kernel's shell channel, and papermill runs of such a notebook hung here now and then -
+nbclient issue #312.)"""),
     code("""import ipywidgets as widgets
-from IPython.display import display
+from IPython.display import Pretty, display
 from modsep_utils import data, explore
 
 ex = explore.Explorer.from_config(cfg, forget_names)
 first_a, first_b = explore.default_pair(ex.names, data.family_of)
 
-
-def show(kind, a, b, frac, own_fraction):
-    \"\"\"Print and plot one selection; returns (report, figure).\"\"\"
-    report = ex.report(kind, a, b, None if own_fraction else frac)
-    print(explore.format_report(report))
-    return report, explore.plot_pair(report)"""),
-    code("""# the first selection, called directly so that it renders without a widget frontend
-report, fig = show("trained", first_a, first_b, ex.default_frac, ex.fractions is not None)
-save_figure(fig, config.figure_path(cfg, "07_pair_example"), report)
-plt.show()"""),
-    code("""kind_w = widgets.Dropdown(options=ex.kinds, value="trained", description="model")
+kind_w = widgets.Dropdown(options=ex.kinds, value="trained", description="model")
 a_w = widgets.Dropdown(options=ex.names, value=first_a, description="class A")
 b_w = widgets.Dropdown(options=ex.names, value=first_b, description="class B")
 frac_w = widgets.FloatSlider(value=ex.default_frac, min=0.001, max=0.5, step=0.001,
                              readout_format=".1%", description="fraction")
 own_w = widgets.Checkbox(value=ex.fractions is not None, disabled=ex.fractions is None,
                          description="each class at its 03 fraction")
+display(widgets.VBox([widgets.HBox([kind_w, a_w, b_w]), widgets.HBox([frac_w, own_w])]))"""),
+    code("""def select():
+    \"\"\"The report and figure of what the controls show now.\"\"\"
+    own = own_w.value and ex.fractions is not None
+    report = ex.report(kind_w.value, a_w.value, b_w.value, None if own else frac_w.value)
+    return report, explore.plot_pair(report)
 
 
-def on_change(**selection):
-    show(**selection)
-    plt.show()
+# the first selection, drawn by a direct call (not a widget callback), so that it renders
+# headless; in a live kernel, on_change redraws the same two views
+report, fig = select()
+save_figure(fig, config.figure_path(cfg, "07_pair_example"), report)
+text_view = display(Pretty(explore.format_report(report)), display_id=True)
+figure_view = display(fig, display_id=True)
+plt.close(fig)
 
 
-out = widgets.interactive_output(on_change, dict(kind=kind_w, a=a_w, b=b_w, frac=frac_w,
-                                                 own_fraction=own_w))
-display(widgets.VBox([widgets.HBox([kind_w, a_w, b_w]), widgets.HBox([frac_w, own_w]), out]))"""),
+def on_change(_change):
+    report, fig = select()
+    text_view.update(Pretty(explore.format_report(report)))
+    figure_view.update(fig)
+    plt.close(fig)
+
+
+for control in (kind_w, a_w, b_w, frac_w, own_w):
+    control.observe(on_change, names="value")"""),
     code("""# NBVAL_CHECK_OUTPUT
 print("first selection:", first_a, "vs", first_b)
 print("shared neurons by layer add up to the total:",

@@ -233,22 +233,12 @@ _QUIZ_FAMILY = {
 def subset_names(group: str) -> list[str]:
     """Every subset name of ``group`` (one of :data:`GROUPS`), without the ``all``/``mixture``
     retain sets. Hub groups are listed without network; ``quiz`` reads the quiz files."""
-    if group == "text":
-        return [f"text:{d}" for d in DOMAINS]
-    if group == "quiz":
-        return [f"quiz:{s}" for s in _quiz_subjects()]
-    if group == "fmnist":
-        return [f"fmnist:{c}" for c in FMNIST_CLASSES]
-    if group == "fmnist-super":
-        return [f"fmnist-super:{s}" for s in FMNIST_SUPER]
-    if group == "cifar20":
-        return [f"cifar20:{c}" for c in CIFAR20_NAMES]
-    if group == "pile":
-        return [f"pile:{s}" for s in PILE_SETS]
-    if group == "camel":
-        return [f"camel:{s}" for s in CAMEL_SUBJECTS]
-    if group == "mmlu":
-        return [f"mmlu:{s}" for s in MMLU_SUBJECTS]
+    members = {"text": lambda: DOMAINS, "quiz": _quiz_subjects, "fmnist": lambda: FMNIST_CLASSES,
+               "fmnist-super": lambda: FMNIST_SUPER, "cifar20": lambda: CIFAR20_NAMES,
+               "pile": lambda: PILE_SETS, "camel": lambda: CAMEL_SUBJECTS,
+               "mmlu": lambda: MMLU_SUBJECTS}
+    if group in members:
+        return [f"{group}:{m}" for m in members[group]()]
     raise ValueError(f"unknown subset group {group!r}; groups: {', '.join(GROUPS)}")
 
 

@@ -5,18 +5,7 @@ them. The work is done in ``modsep_utils``; these cells only call it and show th
 """
 from __future__ import annotations
 
-import nbformat
-
-
-def md(s):
-    return nbformat.v4.new_markdown_cell(s)
-
-
-def code(s, tags=()):
-    c = nbformat.v4.new_code_cell(s)
-    if tags:
-        c.metadata["tags"] = list(tags)
-    return c
+from build_notebooks import code, md  # noqa: F401  (one definition of the cell builders)
 
 
 NB04 = [

@@ -72,7 +72,7 @@ def test_bisection_reports_unreachable_target():
     assert res["accuracy"] == 0.8  # what was measured, not a placeholder
 
 
-def test_pruning_lowers_accuracy_and_cross_eval_matrix():
+def test_cross_eval_matrix_on_a_trained_tiny_model():
     model = tiny_text_models()["llama"]
     # two "domains" the model learns in a few steps: counting up from low or high ids
     a = TextSubset("low", (torch.arange(12) % 20 + 1).repeat(6, 1))

@@ -71,6 +71,13 @@ VIT_TRAINING = dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.05, warmup
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
+#: The embedded ViT as trained once and committed: CPU training is not bit-reproducible across
+#: machines, so every clone uses these exact weights (digest checked when they are installed);
+#: ``make retrain-vit`` retrains with the same recipe and checks the test accuracy.
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "weights"
+SHIPPED_VIT = SHIPPED / "embedded-vit"
+
+
 
 class ModelUnavailable(RuntimeError):
     """A model (or what it is built from) is not on this machine; the message says how to get it."""
@@ -101,6 +108,7 @@ def load_model(name: str, random_init: bool = False, seed: int = 0, dtype=torch.
         folder = _ensure_embedded(name, progress=True)
         return _load_folder(str(folder), random_init, seed, dtype, local_only=True)
     if os.path.isdir(name):
+        _check_model_folder(Path(name))
         return _load_folder(name, random_init, seed, dtype, local_only=True)
     if _HUB_ID.match(name):
         return _load_folder(name, random_init, seed, dtype, local_only=False)
@@ -252,8 +260,122 @@ def _ensure_embedded(name: str, progress: bool) -> Path:
             raise ModelUnavailable(f"{folder} exists but holds no model (config.json missing): "
                                    "remove it and run again to rebuild it")
         with atomic_dir(folder) as tmp:
-            (_build_lm if name == "embedded-lm" else _build_vit)(tmp, progress)
+            (_build_lm if name == "embedded-lm" else _install_vit)(tmp, progress)
     return folder
+
+
+# ---- content digests (cache keys)
+
+_DIGESTS: dict = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file, computed once per process for the same (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        import hashlib
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """Digest of every file in a model folder (names and contents)."""
+    import hashlib
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ModelUnavailable(f"{folder} holds no file: save a model there with "
+                               "save_pretrained, or remove it")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(folder)}\0{_file_digest(f)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def model_source(name: str) -> str:
+    """What ``name`` loads, as a digest: the files of an embedded or local model folder, or
+    ``<hub id>@<commit>`` of the locally cached snapshot (fetched first if the hub is reachable).
+    A retrained or updated model therefore never reuses statistics or accuracies."""
+    if name in MODELS:
+        return folder_digest(_ensure_embedded(name, progress=True))
+    if os.path.isdir(name):
+        _check_model_folder(Path(name))
+        return folder_digest(name)
+    if not _HUB_ID.match(name):
+        load_model(name)  # raises the unknown-model error
+    from huggingface_hub import snapshot_download
+    try:
+        snap = snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
+    except Exception:  # not cached yet: load it (downloads when the hub can be reached)
+        load_model(name)
+        snap = snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
+    return f"{name}@{Path(snap).name}"
+
+
+def state_digest(model: nn.Module) -> str:
+    """Digest of a model's parameters and buffers (names, shapes, dtypes, values)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _check_model_folder(folder: Path) -> None:
+    if not (folder / "config.json").is_file():
+        have = sorted(p.name for p in folder.iterdir())[:5]
+        raise ModelUnavailable(
+            f"{folder} is not a saved model: no config.json "
+            f"({'it is empty' if not have else 'it holds ' + ', '.join(have)}); save one there "
+            "with model.save_pretrained(folder) and processor.save_pretrained(folder)")
+
+
+# ---- the shipped ViT
+
+
+def shipped_vit_digest() -> str:
+    """The committed digest of the shipped ViT weights (``data/weights/embedded-vit.sha256``)."""
+    return (SHIPPED / "embedded-vit.sha256").read_text().split()[0]
+
+
+def _install_vit(out: Path, progress: bool) -> None:
+    """Copy the committed ViT into the cache after checking its weights' digest."""
+    import shutil
+    weights = SHIPPED_VIT / "model.safetensors"
+    if not weights.is_file():
+        raise ModelUnavailable(f"{weights} is missing: restore it with `git checkout -- "
+                               f"{SHIPPED_VIT}` or retrain with `make retrain-vit`")
+    got, want = _file_digest(weights), shipped_vit_digest()
+    if got != want:
+        raise ModelUnavailable(f"{weights} has sha256 {got[:12]}..., the committed digest is "
+                               f"{want[:12]}...: restore it with `git checkout -- {SHIPPED_VIT}`")
+    for f in SHIPPED_VIT.iterdir():
+        shutil.copy2(f, out / f.name)
+    if progress:
+        print(f"embedded-vit: installed the shipped weights (sha256 {want[:12]}...)", flush=True)
+
+
+def retrain_vit(out: str | os.PathLike, progress: bool = True, tolerance: float = 0.005) -> dict:
+    """Retrain the embedded ViT with the committed recipe into ``out`` and compare its test
+    accuracy with the shipped model's: raises when they differ by more than ``tolerance``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _build_vit(out, progress)
+    new = json.loads((out / "train_info.json").read_text())["test_accuracy"]
+    shipped = json.loads((SHIPPED_VIT / "train_info.json").read_text())["test_accuracy"]
+    result = {"retrained": new, "shipped": shipped, "difference": new - shipped,
+              "tolerance": tolerance, "ok": abs(new - shipped) <= tolerance}
+    if not result["ok"]:
+        raise RuntimeError(f"retrained ViT test accuracy {new:.4f} differs from the shipped "
+                           f"{shipped:.4f} by more than {tolerance:.3f}")
+    return result
 
 
 class atomic_dir:

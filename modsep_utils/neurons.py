@@ -142,6 +142,10 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+class _StopForward(Exception):
+    """Raised by the hook after the last neuron site: the forward need not go on."""
+
+
 def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | str = False
                   ) -> NeuronStats:
     """Stream neuron statistics over ``batches`` (dicts passed as ``model(**batch)``).
@@ -179,7 +183,16 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             stats.n_pos[layer] += part[3]
         return hook
 
+    last = max(s.layer for s in sites)
+
+    def stop_after_last(module, args):
+        # nothing after the last neuron site changes the statistics: skip the rest of the
+        # forward (last down-projection, final norm, LM head: a fifth of SmolLM2's forward)
+        raise _StopForward
+
     handles = [s.out_proj.register_forward_pre_hook(make_hook(s.layer)) for s in sites]
+    handles += [s.out_proj.register_forward_pre_hook(stop_after_last)
+                for s in sites if s.layer == last]
     try:
         it = batches
         if progress:
@@ -192,11 +205,32 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
                 mask = batch.get("attention_mask")
                 # no padding: skip the boolean gather (a copy of every activation)
                 state["keep"] = mask.bool() if mask is not None and not bool(mask.all()) else None
-                model(**batch)
+                try:
+                    model(**batch)
+                except _StopForward:
+                    pass
     finally:
         for h in handles:
             h.remove()
     return stats
+
+
+def as_mask(mask) -> torch.Tensor:
+    """``mask`` (torch or numpy) as a bool tensor; a numeric mask must hold only 0 and 1.
+
+    A score tensor passed by mistake would otherwise prune every nonzero neuron.
+    """
+    m = torch.as_tensor(mask)
+    if m.dtype == torch.bool:
+        return m
+    if m.is_floating_point() or m.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                            torch.uint8):
+        if bool(((m == 0) | (m == 1)).all()):
+            return m.to(torch.bool)
+        raise ValueError("a pruning mask must be boolean (or hold only 0 and 1); got "
+                         f"{m.dtype} values such as {m[(m != 0) & (m != 1)][:3].tolist()}"
+                         " - pass e.g. scoring.top_fraction(scores, frac), not the scores")
+    raise ValueError(f"a pruning mask must be boolean, got dtype {m.dtype}")
 
 
 @contextmanager
@@ -208,6 +242,7 @@ def pruned(model: nn.Module, mask: torch.Tensor) -> Iterator[nn.Module]:
     """
     sites = neuron_sites(model)
     expected = (len(sites), sites[0].n_neurons)
+    mask = as_mask(mask)
     if tuple(mask.shape) != expected:
         raise ValueError(f"mask has shape {tuple(mask.shape)}, model has [layers, neurons] = "
                          f"{list(expected)}")

@@ -27,31 +27,36 @@ def _batches_on(model, subset, batch_size):
         yield {k: v.to(device) for k, v in batch.items()}
 
 
-def text_accuracy(model: nn.Module, subset, batch_size: int = 8) -> float:
-    """Top-1 next-token accuracy over all non-padding positions of a text subset."""
-    correct = total = 0
+# -- per-item counts: every accuracy is a ratio of sums over independent items (text blocks,
+# -- images, questions), which is what its standard error and any paired comparison need
+
+
+def text_counts(model: nn.Module, subset, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 next-token hits and predicted positions per text block: ``([n], [n])``."""
+    correct, total = [], []
     with torch.inference_mode():
         for batch in _batches_on(model, subset, batch_size):
             ids, mask = batch["input_ids"], batch["attention_mask"].bool()
             logits = model(**batch).logits[:, :-1]
             valid = mask[:, 1:] & mask[:, :-1]
             hit = (logits.argmax(-1) == ids[:, 1:]) & valid
-            correct += int(hit.sum())
-            total += int(valid.sum())
-    if total == 0:
+            correct.append(hit.sum(1).cpu())
+            total.append(valid.sum(1).cpu())
+    if not total or int(torch.cat(total).sum()) == 0:
         raise ValueError(f"subset {subset.name} has no token to predict")
-    return correct / total
+    return torch.cat(correct).numpy(), torch.cat(total).numpy()
 
 
-def image_accuracy(model: nn.Module, subset, batch_size: int = 64) -> float:
-    """Top-1 accuracy over all labels on the images of a subset (``subset.labels`` ``[n]``)."""
+def image_counts(model: nn.Module, subset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 hits per image (``subset.labels`` ``[n]``): ``([n] of 0/1, [n] of 1)``."""
     preds = []
     with torch.inference_mode():
         for batch in _batches_on(model, subset, batch_size):
             preds.append(model(**batch).logits.argmax(-1).cpu())
     if not preds:
         raise ValueError(f"subset {subset.name} has no image")
-    return float((torch.cat(preds) == subset.labels).double().mean())
+    hit = (torch.cat(preds) == subset.labels).numpy().astype(np.int64)
+    return hit, np.ones_like(hit)
 
 
 def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +74,9 @@ def _pad_id(tokenizer) -> int:
     return pad if pad is not None else (tokenizer.eos_token_id or 0)
 
 
-def mc_accuracy(model: nn.Module, tokenizer, subset, method: str = "loglik",
-                batch_size: int = 16) -> float:
-    """Accuracy on a multiple-choice subset.
+def mc_counts(model: nn.Module, tokenizer, subset, method: str = "loglik",
+              batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Hits per multiple-choice question: ``([n] of 0/1, [n] of 1)``.
 
     ``method="letter"``: the authors' zero-shot MMLU format; correct when the top-1 next token
     over the whole vocabulary is the gold letter. ``method="loglik"``: each choice scored by the
@@ -85,7 +90,7 @@ def mc_accuracy(model: nn.Module, tokenizer, subset, method: str = "loglik",
         raise ValueError(f"subset {subset.name} has no question")
     device = _model_device(model)
     pad = _pad_id(tokenizer)
-    correct = 0
+    hits: list[int] = []
     with torch.inference_mode():
         if method == "letter":
             from .data import mc_prompt
@@ -97,8 +102,8 @@ def mc_accuracy(model: nn.Module, tokenizer, subset, method: str = "loglik",
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 last = mask.sum(1) - 1
                 top = logits[torch.arange(len(chunk)), last.to(device)].argmax(-1).cpu()
-                for q, t in zip(chunk, top.tolist()):
-                    correct += tokenizer.decode([t]).strip() == LETTERS[q.answer]
+                hits += [int(tokenizer.decode([t]).strip() == LETTERS[q.answer])
+                         for q, t in zip(chunk, top.tolist())]
         else:
             per_batch = max(1, batch_size // 4)
             for start in range(0, len(qs), per_batch):
@@ -121,20 +126,44 @@ def mc_accuracy(model: nn.Module, tokenizer, subset, method: str = "loglik",
                     tok = ids[i, a:b]
                     scores.append(float(logp[i, a - 1:b - 1].gather(1, tok[:, None]).mean()))
                 scores = torch.tensor(scores).view(len(chunk), len(LETTERS))
-                correct += int((scores.argmax(1) == torch.tensor([q.answer for q in chunk])).sum())
-    return correct / len(qs)
+                gold = torch.tensor([q.answer for q in chunk])
+                hits += (scores.argmax(1) == gold).long().tolist()
+    hit = np.asarray(hits, dtype=np.int64)
+    return hit, np.ones_like(hit)
+
+
+def counts(model: nn.Module, subset, processor=None, batch_size: int = 8,
+           mc_method: str = "loglik") -> tuple[np.ndarray, np.ndarray]:
+    """Per-item ``(correct [n], total [n])`` of ``model`` on ``subset`` by its kind."""
+    if subset.kind == "text":
+        return text_counts(model, subset, batch_size)
+    if subset.kind == "image":
+        return image_counts(model, subset, batch_size)
+    if subset.kind == "mc":
+        return mc_counts(model, processor, subset, mc_method, batch_size)
+    raise ValueError(f"subset {subset.name} has unknown kind {subset.kind!r}")
+
+
+def text_accuracy(model: nn.Module, subset, batch_size: int = 8) -> float:
+    """Top-1 next-token accuracy over all non-padding positions of a text subset."""
+    return ratio_of(*text_counts(model, subset, batch_size))
+
+
+def image_accuracy(model: nn.Module, subset, batch_size: int = 64) -> float:
+    """Top-1 accuracy over all labels on the images of a subset."""
+    return ratio_of(*image_counts(model, subset, batch_size))
+
+
+def mc_accuracy(model: nn.Module, tokenizer, subset, method: str = "loglik",
+                batch_size: int = 16) -> float:
+    """Accuracy on a multiple-choice subset (see :func:`mc_counts`)."""
+    return ratio_of(*mc_counts(model, tokenizer, subset, method, batch_size))
 
 
 def accuracy(model: nn.Module, subset, processor=None, batch_size: int = 8,
              mc_method: str = "loglik") -> float:
     """Accuracy of ``model`` on ``subset`` by its kind (text, image or multiple choice)."""
-    if subset.kind == "text":
-        return text_accuracy(model, subset, batch_size)
-    if subset.kind == "image":
-        return image_accuracy(model, subset, batch_size)
-    if subset.kind == "mc":
-        return mc_accuracy(model, processor, subset, mc_method, batch_size)
-    raise ValueError(f"subset {subset.name} has unknown kind {subset.kind!r}")
+    return ratio_of(*counts(model, subset, processor, batch_size, mc_method))
 
 
 def pruned_accuracy(model, mask, subset, **kw) -> float:
@@ -144,116 +173,246 @@ def pruned_accuracy(model, mask, subset, **kw) -> float:
         return accuracy(model, subset, **kw)
 
 
-def find_fraction(evaluate: Callable[[torch.Tensor], float], scores: torch.Tensor,
-                  base: float, drop: float, upper: float, tol: float = 0.02,
-                  max_iter: int = 16) -> dict:
-    """Bisection for the fraction of top-scored neurons whose pruning costs ``drop`` of ``base``.
+# -- uncertainty
 
-    ``evaluate(mask) -> accuracy``. Accepted when ``target - tol <= acc <= target`` with
-    ``target = (1 - drop) * base`` (accuracies as fractions, so tol = 0.02 is the authors'
-    2 percentage points). The search starts on ``[0, upper]`` and widens to ``[0, 1]`` if
-    ``upper`` does not reach the target. Returns ``frac``, ``accuracy``, ``target``,
-    ``reached`` (False when no fraction lands in the window: the result then says so and
-    holds the closest fraction tried; it never holds a placeholder) and the ``history``.
+
+def ratio_of(correct, total) -> float:
+    return float(np.sum(correct) / np.sum(total))
+
+
+def ratio_se(num, den) -> float:
+    """Standard error of ``sum(num) / sum(den)`` over independent items ``[n]`` (the
+    linearised, cluster-robust form: tokens within a block are not independent, blocks are).
+    NaN for fewer than 2 items."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    n = len(num)
+    if n < 2 or den.sum() == 0:
+        return float("nan")
+    r = num.sum() / den.sum()
+    return float(np.sqrt(n / (n - 1) * np.sum((num - r * den) ** 2)) / den.sum())
+
+
+def measurement(correct, total) -> dict:
+    """An accuracy with its standard error and the per-item counts behind it."""
+    correct = np.asarray(correct, np.int64)
+    total = np.asarray(total, np.int64)
+    return {"accuracy": ratio_of(correct, total), "se": ratio_se(correct, total),
+            "n_items": int(len(total)), "n": int(total.sum()),
+            "correct": correct.tolist(), "total": total.tolist()}
+
+
+def paired(pruned_m: Mapping, base_m: Mapping) -> dict:
+    """Pruned against unpruned on the same items: the difference of accuracies and the
+    ratio (pruned / unpruned), each with its paired standard error."""
+    cp, cu = np.asarray(pruned_m["correct"], float), np.asarray(base_m["correct"], float)
+    t = np.asarray(base_m["total"], float)
+    if cp.shape != cu.shape or not np.array_equal(t, np.asarray(pruned_m["total"], float)):
+        raise ValueError("a paired comparison needs both measurements on the same items")
+    diff = float((cp.sum() - cu.sum()) / t.sum())
+    out = {"diff": diff, "diff_se": ratio_se(cp - cu, t), "ratio": None, "ratio_se": None}
+    if cu.sum() > 0:
+        out["ratio"] = float(cp.sum() / cu.sum())
+        out["ratio_se"] = ratio_se(cp, cu)
+    return out
+
+
+def bootstrap_mean(values, n_boot: int = 2000, seed: int = 0, groups=None) -> dict:
+    """Mean of ``values`` with a percentile-bootstrap 95% interval.
+
+    ``groups`` (same length as ``values``): resample whole groups (e.g. the cells of one
+    forget column) instead of single values; NaN values are ignored."""
+    v = np.asarray(values, float)
+    groups = np.arange(len(v)) if groups is None else np.asarray(groups)
+    keep = np.isfinite(v)
+    v, groups = v[keep], groups[keep]
+    if v.size == 0:
+        return {"mean": None, "lo": None, "hi": None, "n": 0}
+    ids = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in ids]
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = np.concatenate([members[i] for i in rng.integers(len(ids), size=len(ids))])
+        means[b] = v[pick].mean()
+    lo, hi = (np.percentile(means, [2.5, 97.5]) if len(ids) > 1 else (np.nan, np.nan))
+    return {"mean": float(v.mean()), "lo": finite_or_none(float(lo)),
+            "hi": finite_or_none(float(hi)), "n": int(len(ids))}
+
+
+# -- the search for a fraction
+
+
+def find_fraction(evaluate: Callable[[torch.Tensor], float | Mapping], scores: torch.Tensor,
+                  base: float, drop: float, grid: Sequence[float], tol: float = 0.02,
+                  max_iter: int = 16) -> dict:
+    """The fraction of top-scored neurons whose pruning costs ``drop`` of ``base``.
+
+    ``evaluate(mask)`` returns an accuracy, or a :func:`measurement` dict. Accepted when
+    ``target - tol <= acc <= target`` with ``target = (1 - drop) * base`` (fractions, so
+    tol = 0.02 is the authors' 2 percentage points). Accuracy need not fall monotonically with
+    the fraction, so the search first *brackets*: it walks up the increasing ``grid`` (ending
+    at 1.0) to the first fraction at or below the target, then bisects between it and the
+    grid point before. Returns ``frac``, ``k``, ``accuracy``, ``target``, ``reached`` (False
+    when no fraction landed in the window: the result then holds the closest fraction tried
+    and says so; never a placeholder) and ``history``, every point measured in order.
     """
+    grid = [float(g) for g in grid]
+    if not grid or any(b <= a for a, b in zip(grid, grid[1:])) or grid[0] <= 0 or grid[-1] != 1.0:
+        raise ValueError(f"grid must increase within (0, 1] and end at 1.0, got {grid}")
     target = (1.0 - drop) * base
     n_total = scores.numel()
-    seen: dict[int, float] = {}
+    seen: dict[int, dict] = {}
     history = []
 
     def acc_at(frac: float) -> tuple[int, float]:
         k = n_select(n_total, frac)
         if k not in seen:  # many fractions round to the same k: evaluate each k once
-            seen[k] = evaluate(top_fraction(scores, frac))
-            history.append({"frac": k / n_total, "k": k, "accuracy": seen[k]})
-        return k, seen[k]
+            m = evaluate(top_fraction(scores, frac))
+            m = dict(m) if isinstance(m, Mapping) else {"accuracy": float(m)}
+            point = {"frac": k / n_total, "k": k, "accuracy": m["accuracy"],
+                     "se": m.get("se"), "phase": "bracket" if frac in grid else "bisect"}
+            seen[k] = point
+            history.append(point)
+        return k, seen[k]["accuracy"]
 
-    def result(k, acc, reached, note=""):
-        return {"frac": k / n_total, "k": k, "accuracy": acc, "base": base, "target": target,
-                "drop": drop, "tol": tol, "reached": reached, "note": note,
-                "history": history}
+    def result(k, reached, note=""):
+        return {"frac": k / n_total, "k": k, "accuracy": seen[k]["accuracy"],
+                "se": seen[k].get("se"), "base": base, "target": target, "drop": drop,
+                "tol": tol, "reached": reached, "note": note, "history": history}
 
-    lo, hi = 0.0, upper
-    k_hi, acc_hi = acc_at(hi)
-    if acc_hi > target and hi < 1.0:
-        hi = 1.0
-        k_hi, acc_hi = acc_at(hi)
-    if acc_hi > target:
-        return result(k_hi, acc_hi, False, f"pruning every neuron leaves accuracy {acc_hi:.3f} "
-                      f"above the target {target:.3f}")
-    if target - tol <= acc_hi:
-        return result(k_hi, acc_hi, True)
+    def inside(acc):
+        return target - tol <= acc <= target
+
+    lo = 0.0
+    for g in grid:
+        k, acc = acc_at(g)
+        if inside(acc):
+            return result(k, True)
+        if acc < target - tol:
+            hi = g
+            break
+        lo = g
+    else:
+        return result(k, False, f"pruning every neuron leaves accuracy {acc:.3f} "
+                                f"above the target {target:.3f}")
     for _ in range(max_iter):
+        if n_select(n_total, hi) - n_select(n_total, lo) <= 1:
+            break
         mid = (lo + hi) / 2
         k, acc = acc_at(mid)
-        if target - tol <= acc <= target:
-            return result(k, acc, True)
+        if inside(acc):
+            return result(k, True)
         if acc > target:
             lo = mid
         else:
             hi = mid
-        if n_select(n_total, hi) - n_select(n_total, lo) <= 1:
-            break
     # closest fraction tried, reported as not reached
-    k, acc = min(seen.items(), key=lambda kv: abs(kv[1] - (target - tol / 2)))
-    return result(k, acc, False, f"no fraction lands within [{target - tol:.3f}, {target:.3f}] "
-                  f"after {len(history)} evaluations; closest accuracy {acc:.3f}")
+    k = min(seen, key=lambda kk: abs(seen[kk]["accuracy"] - (target - tol / 2)))
+    return result(k, False, f"no fraction lands within [{target - tol:.3f}, {target:.3f}] "
+                  f"after {len(history)} evaluations; closest accuracy "
+                  f"{seen[k]['accuracy']:.3f} at {k / n_total:.2%}")
 
 
-def cross_evaluate(accuracy_of: Callable[[str, torch.Tensor | None], float],
+def cross_evaluate(measure_of: Callable[[str, torch.Tensor | None], float | Mapping],
                    masks: Mapping[str, torch.Tensor], eval_names: Sequence[str],
                    progress: bool = True) -> dict:
     """Accuracy of every eval subset with each forget subset's neurons pruned.
 
-    ``accuracy_of(eval_name, mask)`` measures one cell (``mask=None``: unpruned). Returns
-    ``{"forget", "eval", "base", "pruned", "ratio"}`` where ``ratio[i][j]`` = pruned accuracy on
-    ``eval[i]`` with ``forget[j]``'s neurons removed / unpruned accuracy on ``eval[i]``
-    (``None`` where the unpruned accuracy is 0).
+    ``measure_of(eval_name, mask)`` measures one cell (``mask=None``: unpruned) and returns an
+    accuracy or a :func:`measurement`. Returns ``{"forget", "eval", "base", "pruned",
+    "ratio"}`` (``[eval][forget]``) where ``ratio[i][j]`` = pruned accuracy on ``eval[i]``
+    with ``forget[j]``'s neurons removed / unpruned accuracy on ``eval[i]`` (``None`` where
+    the unpruned accuracy is 0); with measurements also ``base_se``, ``pruned_se`` and the
+    paired ``ratio_se`` and ``diff_se``.
     """
     forget, evals = list(masks), list(eval_names)
-    base = {e: accuracy_of(e, None) for e in evals}
+    base = {e: measure_of(e, None) for e in evals}
     cells = [(f, e) for f in forget for e in evals]
     it = cells
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(cells, desc="cross-evaluation")
-    acc = {(f, e): accuracy_of(e, masks[f]) for f, e in it}
-    return {"forget": forget, "eval": evals, "base": [base[e] for e in evals],
-            "pruned": [[acc[f, e] for f in forget] for e in evals],
-            "ratio": [[acc[f, e] / base[e] if base[e] > 0 else None for f in forget]
-                      for e in evals]}
+    got = {(f, e): measure_of(e, masks[f]) for f, e in it}
+
+    def acc(m):
+        return m["accuracy"] if isinstance(m, Mapping) else float(m)
+
+    out = {"forget": forget, "eval": evals, "base": [acc(base[e]) for e in evals],
+           "pruned": [[acc(got[f, e]) for f in forget] for e in evals],
+           "ratio": [[acc(got[f, e]) / acc(base[e]) if acc(base[e]) > 0 else None
+                      for f in forget] for e in evals]}
+    if all(isinstance(m, Mapping) for m in base.values()):
+        pairs = {(f, e): paired(got[f, e], base[e]) for f, e in cells}
+        out["base_se"] = [base[e]["se"] for e in evals]
+        out["pruned_se"] = [[got[f, e]["se"] for f in forget] for e in evals]
+        out["ratio_se"] = [[pairs[f, e]["ratio_se"] for f in forget] for e in evals]
+        out["diff_se"] = [[pairs[f, e]["diff_se"] for f in forget] for e in evals]
+    return out
 
 
-def summarize(fractions: Mapping[str, dict], matrix: dict) -> dict:
-    """Headline numbers of one drop target: fraction of neurons (mean, std over subsets that
-    reached the target), diagonal mean and off-diagonal mean of the pruned/unpruned ratio
-    among the forget subsets, the mean over eval-only subsets, and which subsets did not
-    reach the target."""
-    fr = np.array([f["frac"] for f in fractions.values() if f["reached"]])
-    ratio = np.array([[np.nan if v is None else v for v in r] for r in matrix["ratio"]])
-    ev = matrix["eval"]
-    forget = set(matrix["forget"])
-    diag, off, other = [], [], []
-    for j, f in enumerate(matrix["forget"]):
-        for i, e in enumerate(ev):
-            (diag if e == f else off if e in forget else other).append(ratio[i, j])
-    diag, off, other = np.array(diag), np.array(off), np.array(other)
-    nan = float("nan")
-    return {
-        "frac_mean": float(fr.mean()) if fr.size else nan,
-        "frac_std": float(fr.std()) if fr.size else nan,
-        "n_reached": int(fr.size),
-        "not_reached": [k for k, f in fractions.items() if not f["reached"]],
-        "diagonal_mean": float(np.nanmean(diag)) if diag.size else nan,
-        "off_diagonal_mean": float(np.nanmean(off)) if off.size else nan,
-        # eval-only subsets (multiple choice), the paper's "MMLU mean"
-        "eval_only_mean": float(np.nanmean(other)) if other.size else nan,
-    }
+def summarize(fractions: Mapping[str, dict], matrix: dict, n_boot: int = 2000) -> dict:
+    """Headline numbers of one drop target, over the forget subsets that *reached* it.
+
+    A column whose target was not reached holds the closest fraction tried (often every MLP
+    neuron), so it says nothing about separability at that drop: the fraction, diagonal and
+    off-diagonal means leave it out, and ``n_reached`` of ``n_forget`` says how many remain.
+    Each mean carries a bootstrap 95% interval over subsets (off-diagonal and eval-only:
+    resampling whole forget columns). The ``*_all_columns`` entries include unreached
+    columns, labelled as such.
+    """
+    ratio = np.array([[np.nan if v is None else v for v in r] for r in matrix["ratio"]], float)
+    ev, forget = list(matrix["eval"]), list(matrix["forget"])
+    reached = [bool(fractions[f]["reached"]) for f in forget]
+    fset = set(forget)
+
+    def cells(which: str, columns) -> tuple[list, list]:
+        vals, groups = [], []
+        for j in columns:
+            f = forget[j]
+            for i, e in enumerate(ev):
+                kind = "diag" if e == f else "off" if e in fset else "other"
+                if kind == which:
+                    vals.append(ratio[i, j])
+                    groups.append(j)
+        return vals, groups
+
+    ok_cols = [j for j, r in enumerate(reached) if r]
+    all_cols = list(range(len(forget)))
+    out = {"n_forget": len(forget), "n_reached": len(ok_cols),
+           "not_reached": [f for f, r in zip(forget, reached) if not r]}
+    fr = np.array([fractions[forget[j]]["frac"] for j in ok_cols], float)
+    out["frac_mean"] = float(fr.mean()) if fr.size else None
+    out["frac_std"] = float(fr.std()) if fr.size else None
+    out["frac_ci"] = bootstrap_mean(fr, n_boot)
+    for key, which in (("diagonal", "diag"), ("off_diagonal", "off"), ("eval_only", "other")):
+        vals, groups = cells(which, ok_cols)
+        b = bootstrap_mean(vals, n_boot, groups=groups)
+        out[f"{key}_mean"] = b["mean"]
+        out[f"{key}_ci"] = [b["lo"], b["hi"]]
+        vals = [v for v in cells(which, all_cols)[0] if np.isfinite(v)]
+        out[f"{key}_mean_all_columns"] = float(np.mean(vals)) if vals else None
+    # the paired standard error at the target: is the drop measured finely enough?
+    if "diff_se" in matrix:
+        se = [matrix["diff_se"][ev.index(forget[j])][j] for j in ok_cols if forget[j] in ev]
+        se = [s for s in se if s is not None and np.isfinite(s)]
+        out["paired_se_at_target_max"] = float(max(se)) if se else None
+        out["paired_se_at_target_mean"] = float(np.mean(se)) if se else None
+    return out
 
 
-def finite_or_none(x: float):
+def finite_or_none(x):
     """JSON has no NaN: store a missing number as null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def drop_label(drop: float) -> str:
+    """A drop as people read it, exactly: 0.5 -> "50%", 0.125 -> "12.5%", 0.29 -> "29%"."""
+    return f"{drop * 100:.6g}%"
+
+
+def drop_tag(drop: float) -> str:
+    """A drop in file names, exactly: 0.5 -> "drop50", 0.125 -> "drop12.5"."""
+    return f"drop{drop * 100:.6g}"
 
 
 # -- notebook 03 -------------------------------------------------------------------------------
@@ -267,13 +426,21 @@ def mask_digest(mask: torch.Tensor | None) -> str:
     return hashlib.sha256(np.packbits(m).tobytes() + str(m.shape).encode()).hexdigest()[:16]
 
 
+#: bump when the way accuracies are measured changes, so old caches are not trusted
+EVAL_VERSION = 2
+
+
 def eval_inputs(cfg: dict, subset: str) -> dict:
-    """Every input that changes an accuracy measurement, except the mask."""
+    """Every input that changes an accuracy measurement, except the mask: the model's weights
+    (content digest), the data's content, the code version and every parameter."""
     from .activations import model_fingerprint
+    from .data import subset_fingerprint
+    mc = subset_kind(subset) == "mc"
     return {"model": cfg["model"], "weights": model_fingerprint(cfg["model"]), "subset": subset,
-            "n": cfg["mc_n"] if subset_kind(subset) == "mc" else cfg["eval_n"],
+            "data": subset_fingerprint(subset), "n": cfg["mc_n"] if mc else cfg["eval_n"],
             "seed": cfg["seed"], "block_len": cfg["block_len"], "dtype": cfg["dtype"],
-            "mc_method": cfg["mc_method"] if subset_kind(subset) == "mc" else None}
+            "batch_size": cfg["batch_size"], "mc_method": cfg["mc_method"] if mc else None,
+            "version": EVAL_VERSION}
 
 
 def subset_kind(name: str) -> str:
@@ -282,9 +449,10 @@ def subset_kind(name: str) -> str:
 
 class Evaluator:
     """Accuracy of one model on the evaluation split of named subsets, with or without a
-    pruning mask. Every measurement is cached by its inputs and the mask's content, so an
-    unpruned baseline, a bisection step or a cross-evaluation cell is never computed twice,
-    and an interrupted run resumes where it stopped."""
+    pruning mask, as a :func:`measurement` (accuracy, standard error, per-item counts).
+    Every measurement is cached by its inputs and the mask's content, so an unpruned
+    baseline, a bisection step or a cross-evaluation cell is never computed twice, and an
+    interrupted run resumes where it stopped."""
 
     def __init__(self, cfg: dict, model, processor):
         self.cfg, self.model, self.processor = cfg, model, processor
@@ -299,33 +467,92 @@ class Evaluator:
                                               block_len=self.cfg["block_len"])
         return self._subsets[name]
 
-    def __call__(self, name: str, mask: torch.Tensor | None = None) -> float:
+    def __call__(self, name: str, mask: torch.Tensor | None = None) -> dict:
         from .io import cached_json
 
         def compute():
             kw = dict(processor=self.processor, batch_size=self.cfg["batch_size"],
                       mc_method=self.cfg["mc_method"])
             if mask is None:
-                return accuracy(self.model, self.subset(name), **kw)
-            return pruned_accuracy(self.model, mask, self.subset(name), **kw)
+                return measurement(*counts(self.model, self.subset(name), **kw))
+            with pruned(self.model, mask):
+                return measurement(*counts(self.model, self.subset(name), **kw))
         return cached_json("accuracy", [eval_inputs(self.cfg, name), mask_digest(mask)], compute)
+
+    def accuracy(self, name: str, mask: torch.Tensor | None = None) -> float:
+        return self(name, mask)["accuracy"]
 
 
 def selection_fractions(evaluator: Evaluator, scores: Mapping[str, torch.Tensor],
                         drop: float, progress: bool = True) -> dict[str, dict]:
-    """For each forget subset, the bisection result of :func:`find_fraction` at ``drop``,
-    evaluated on held-out data (the evaluation split, disjoint from the collection split)."""
+    """For each forget subset, the result of :func:`find_fraction` at ``drop``, evaluated on
+    held-out data (the evaluation split, disjoint from the collection split). Each result
+    also holds the paired standard error of pruned minus unpruned accuracy at its fraction."""
     cfg = evaluator.cfg
     it = scores.items()
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(list(it), desc=f"bisection to a {drop:.0%} drop")
+        it = tqdm(list(it), desc=f"search for a {drop_label(drop)} drop")
     out = {}
     for name, s in it:
-        out[name] = find_fraction(lambda m, name=name: evaluator(name, m), s, evaluator(name),
-                                  drop, cfg["bisect_upper"], cfg["bisect_tol"],
-                                  cfg["bisect_max_iter"])
+        base = evaluator(name)
+        res = find_fraction(lambda m, name=name: evaluator(name, m), s, base["accuracy"], drop,
+                            cfg["bisect_grid"], cfg["bisect_tol"], cfg["bisect_max_iter"])
+        at = evaluator(name, top_fraction(s, res["frac"]))  # cached: measured by the search
+        res["base_se"] = base["se"]
+        res["paired"] = paired(at, base)
+        out[name] = res
     return out
+
+
+def fraction_params(cfg: Mapping, drop: float) -> dict:
+    """What a set of bisected fractions depends on: recorded with them by notebook 03 and
+    checked by every notebook that reads them (04, 07)."""
+    from .activations import model_fingerprint
+    keys = ("model", "forget", "retain", "collect_n", "eval_n", "seed", "block_len", "dtype",
+            "eps", "bisect_grid", "bisect_tol", "bisect_max_iter", "batch_size")
+    return {**{k: cfg[k] for k in keys}, "weights": model_fingerprint(cfg["model"]),
+            "drop": float(drop), "version": EVAL_VERSION}
+
+
+def fractions_path(cfg: Mapping, drop: float):
+    from .config import results_dir
+    return results_dir(dict(cfg)) / f"03_fractions_{drop_tag(drop)}.json"
+
+
+def save_fractions(cfg: Mapping, drop: float, fractions: Mapping) -> None:
+    from .io import write_json
+    write_json(fractions_path(cfg, drop), {"params": fraction_params(cfg, drop),
+                                           "fractions": fractions})
+
+
+def load_fractions(cfg: Mapping, drop: float, names: Sequence[str] | None = None) -> dict:
+    """Notebook 03's fractions for ``drop``, after checking they were computed with this
+    run's parameters (and model weights); a clear error says what differs otherwise."""
+    import json
+    path = fractions_path(cfg, drop)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run notebook 03 for this profile first "
+                                f"(python -m modsep_utils.run --profile {cfg['profile']} "
+                                f"--experiment {cfg['experiment']} --only 03)")
+    saved = json.loads(path.read_text())
+    if "params" not in saved:
+        raise ValueError(f"{path} has no record of its parameters (an older format): "
+                         "run notebook 03 again")
+    want = json.loads(json.dumps(fraction_params(cfg, drop)))
+    diff = sorted(k for k in set(want) | set(saved["params"])
+                  if want.get(k) != saved["params"].get(k))
+    if diff:
+        raise ValueError(f"{path} was computed with other parameters ({', '.join(diff)}: "
+                         f"{[saved['params'].get(k) for k in diff]} there, "
+                         f"{[want.get(k) for k in diff]} here): run notebook 03 again")
+    fr = saved["fractions"]
+    if names is not None:
+        missing = [n for n in names if n not in fr]
+        if missing:
+            raise KeyError(f"{path} has no fraction for {missing}: run notebook 03 again")
+        fr = {n: fr[n] for n in names}
+    return fr
 
 
 def cross_eval_matrix(evaluator: Evaluator, scores: Mapping[str, torch.Tensor],
@@ -343,26 +570,39 @@ def short_name(name: str) -> str:
     return name.split(":", 1)[-1]
 
 
-def plot_cross_eval(matrices: Mapping[str, dict], title: str = ""):
+def plot_cross_eval(matrices: Mapping[str, dict], summaries: Mapping[str, dict] | None = None,
+                    title: str = ""):
     """Figures 1 / 2: pruned / unpruned accuracy (%) of every eval subset (rows) after pruning
-    each forget subset's neurons (columns), one panel per drop target. Columns whose target
-    drop no fraction reached are hatched and marked (!): they show the closest fraction tried."""
+    each forget subset's neurons (columns), one panel per drop target; each cell shows the
+    ratio and, below it, its paired standard error. Columns whose target drop no fraction
+    reached are hatched and marked (!): they show the closest fraction tried and are left out
+    of the headline means (given in each panel's title with their 95% intervals)."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     from .plots import heatmap
     n = len(matrices)
     first = next(iter(matrices.values()))
     rows, cols = len(first["eval"]), len(first["forget"])
-    fig, axes = plt.subplots(1, n, figsize=(max(5, 0.42 * cols + 2.5) * n, 0.3 * rows + 2.2),
+    fig, axes = plt.subplots(1, n, figsize=(max(5, 0.5 * cols + 2.5) * n, 0.36 * rows + 2.6),
                              constrained_layout=True, squeeze=False)
     for ax, (label, m) in zip(axes[0], matrices.items()):
-        ratio = np.array([[np.nan if v is None else v for v in r] for r in m["ratio"]])
+        ratio = np.array([[np.nan if v is None else v for v in r] for r in m["ratio"]], float)
         cols_l = [f"{short_name(f)}{'' if ok else ' (!)'}" for f, ok in zip(m["forget"],
                                                                             m["reached"])]
+        panel = f"{title} target drop {label}"
+        if summaries and label in summaries:
+            panel += "\n" + _summary_line(summaries[label])
         im = heatmap(ax, ratio, [short_name(e) for e in m["eval"]], cols_l, vmin=0.0,
-                     vmax=1.1, title=f"{title} target drop {label}",
-                     xlabel="pruned for (forget subset)", ylabel="evaluated on")
-        from matplotlib.patches import Rectangle
+                     vmax=1.1, title=panel, xlabel="pruned for (forget subset)",
+                     ylabel="evaluated on")
+        if "ratio_se" in m and ratio.size <= 400:  # the standard error under each value
+            for i in range(rows):
+                for j in range(cols):
+                    se = m["ratio_se"][i][j]
+                    if se is not None and np.isfinite(se):
+                        ax.text(j, i + 0.32, f"±{se * 100:.0f}", ha="center", va="center",
+                                fontsize=4.5, color="dimgray")
         for j, ok in enumerate(m["reached"]):
             if not ok:  # the target was not reached: this column is the closest fraction tried
                 ax.add_patch(Rectangle((j - 0.5, -0.5), 1, rows, fill=False, hatch="///",
@@ -374,6 +614,64 @@ def plot_cross_eval(matrices: Mapping[str, dict], title: str = ""):
     return fig
 
 
+def _ci_text(mean, ci, pct: bool = False) -> str:
+    if mean is None:
+        return "-"
+    f = (lambda x: f"{x:.2%}") if pct else (lambda x: f"{x:.3f}")
+    if ci and ci[0] is not None:
+        return f"{f(mean)} [{f(ci[0])}, {f(ci[1])}]"
+    return f(mean)
+
+
+def _summary_line(s: Mapping) -> str:
+    parts = [f"{s['n_reached']} of {s['n_forget']} reached"]
+    if s["n_reached"]:
+        parts.append(f"diagonal {_ci_text(s['diagonal_mean'], s['diagonal_ci'])}")
+        if s.get("off_diagonal_mean") is not None:
+            parts.append(f"off-diagonal {_ci_text(s['off_diagonal_mean'], s['off_diagonal_ci'])}")
+    return "; ".join(parts)
+
+
+def plot_search_curves(fractions_by_drop: Mapping[str, Mapping[str, dict]]):
+    """Accuracy against the fraction of neurons pruned, every point the search measured, one
+    panel per subset (a curve the paper does not show): the target window shaded per drop,
+    the accepted fraction circled, ± one standard error as bars."""
+    import matplotlib.pyplot as plt
+    names = list(next(iter(fractions_by_drop.values())))
+    ncol = min(5, len(names))
+    nrow = -(-len(names) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow), squeeze=False,
+                             constrained_layout=True, sharey=True)
+    data = {}
+    for ax, name in zip(axes.flat, names):
+        for c, (label, fr) in enumerate(fractions_by_drop.items()):
+            f = fr[name]
+            pts = sorted(f["history"], key=lambda p: p["frac"])
+            x = np.array([max(p["frac"], 1e-4) for p in pts])
+            y = np.array([p["accuracy"] for p in pts])
+            err = np.array([p.get("se") or 0.0 for p in pts])
+            color = f"C{c}"
+            ax.errorbar(x, y, yerr=err, fmt="-o", ms=2.5, lw=0.8, color=color,
+                        label=f"drop {label}")
+            ax.axhspan(f["target"] - f["tol"], f["target"], color=color, alpha=0.15, lw=0)
+            ax.plot([max(f["frac"], 1e-4)], [f["accuracy"]], "o", mfc="none", ms=8,
+                    color="black" if f["reached"] else "red")
+            data.setdefault(name, {})[label] = {"frac": x.tolist(), "accuracy": y.tolist(),
+                                                "se": err.tolist(), "target": f["target"],
+                                                "reached": f["reached"], "chosen": f["frac"]}
+        ax.axhline(next(iter(fractions_by_drop.values()))[name]["base"], color="grey", ls=":",
+                   lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(short_name(name), fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6)
+    fig.supxlabel("fraction of neurons pruned (log scale)", fontsize=8)
+    fig.supylabel("accuracy (dotted: unpruned; band: target window)", fontsize=8)
+    return fig, data
+
+
 #: the authors' headline numbers (REFERENCE.md: from their result data)
 PAPER = {
     "vit": {"50%": {"frac_mean": 0.1256, "frac_std": 0.0604, "diagonal_mean": 0.496,
@@ -383,33 +681,60 @@ PAPER = {
                    "off_diagonal_mean": 0.957, "eval_only_mean": 0.969}},
 }
 
+HEADLINE_KEYS = ("frac_mean", "frac_std", "diagonal_mean", "off_diagonal_mean", "eval_only_mean")
 
-def all_within_window(fractions: Mapping[str, dict]) -> bool:
-    """True when every subset that reached its target has ``target - tol <= acc <= target``."""
-    return all(f["target"] - f["tol"] - 1e-12 <= f["accuracy"] <= f["target"] + 1e-12
-               for f in fractions.values() if f["reached"])
+
+def headline_agrees(summary: Mapping, matrix: Mapping, fractions: Mapping,
+                    atol: float = 1e-9) -> bool:
+    """Recompute the summary's diagonal and off-diagonal means from the matrix it summarises,
+    by a separate plain loop over the reached columns: False when they disagree."""
+    forget, ev = matrix["forget"], matrix["eval"]
+    diag, off = [], []
+    for j, f in enumerate(forget):
+        if not fractions[f]["reached"]:
+            continue
+        for i, e in enumerate(ev):
+            v = matrix["ratio"][i][j]
+            if v is None:
+                continue
+            if e == f:
+                diag.append(v)
+            elif e in forget:
+                off.append(v)
+
+    def same(a, b):
+        return (a is None and b is None) or (a is not None and b is not None
+                                             and abs(a - b) <= atol)
+    return (same(summary["diagonal_mean"], sum(diag) / len(diag) if diag else None)
+            and same(summary["off_diagonal_mean"], sum(off) / len(off) if off else None)
+            and summary["n_reached"] == sum(bool(fractions[f]["reached"]) for f in forget))
 
 
 def headline(experiment: str, summaries: Mapping[str, dict]) -> dict:
-    """Per drop label: the measured summary (NaN as null) beside the paper's values."""
-    return {label: {"measured": {k: finite_or_none(v) if isinstance(v, float) else v
-                                 for k, v in s.items()},
-                    "paper": PAPER.get(experiment, {}).get(label, {})}
+    """Per drop label: the measured summary beside the paper's values."""
+    return {label: {"measured": dict(s), "paper": PAPER.get(experiment, {}).get(label, {})}
             for label, s in summaries.items()}
 
 
 def format_headline(h: dict) -> str:
-    """A small text table of :func:`headline`."""
-    rows = [f"{'drop':>5} {'quantity':<20} {'measured':>10} {'paper':>10}"]
+    """A small text table of :func:`headline`, means with their 95% intervals."""
+    rows = [f"{'drop':>5} {'quantity':<20} {'measured [95% interval]':>32} {'paper':>8}"]
     for label, d in h.items():
-        for key in ("frac_mean", "frac_std", "diagonal_mean", "off_diagonal_mean",
-                    "eval_only_mean"):
-            m, p = d["measured"].get(key), d["paper"].get(key)
-            fmt = (lambda x: "-" if x is None else (f"{x:.2%}" if key.startswith("frac")
-                                                     else f"{x:.3f}"))
-            rows.append(f"{label:>5} {key:<20} {fmt(m):>10} {fmt(p):>10}")
-        if d["measured"].get("not_reached"):
-            rows.append(f"{label:>5} not reached: {', '.join(d['measured']['not_reached'])}")
+        m = d["measured"]
+        rows.append(f"{label:>5} reached: {m['n_reached']} of {m['n_forget']} forget subsets")
+        for key in HEADLINE_KEYS:
+            p = d["paper"].get(key)
+            pct = key.startswith("frac")
+            ci = (m["frac_ci"]["lo"], m["frac_ci"]["hi"]) if key == "frac_mean" else \
+                m.get(key.replace("_mean", "_ci"))
+            val = _ci_text(m.get(key), ci if key != "frac_std" else None, pct)
+            ptxt = "-" if p is None else (f"{p:.2%}" if pct else f"{p:.3f}")
+            rows.append(f"{label:>5} {key:<20} {val:>32} {ptxt:>8}")
+        if m.get("paired_se_at_target_max") is not None:
+            rows.append(f"{label:>5} paired SE of the drop at the target: max "
+                        f"{m['paired_se_at_target_max'] * 100:.2f} points")
+        if m.get("not_reached"):
+            rows.append(f"{label:>5} not reached: {', '.join(m['not_reached'])}")
     return "\n".join(rows)
 
 
@@ -423,8 +748,13 @@ def compare_mc_methods(evaluator: Evaluator, names: Sequence[str]) -> dict:
         ev = Evaluator({**evaluator.cfg, "mc_method": method}, evaluator.model,
                        evaluator.processor)
         ev._subsets = evaluator._subsets  # same questions, no reload
-        accs = {n: ev(n) for n in names}
-        out[method] = {"per_subject": accs, "mean": float(np.mean(list(accs.values())))}
+        ms = {n: ev(n) for n in names}
+        pooled = measurement(np.concatenate([m["correct"] for m in ms.values()]),
+                             np.concatenate([m["total"] for m in ms.values()]))
+        out[method] = {"per_subject": {n: m["accuracy"] for n, m in ms.items()},
+                       "per_subject_se": {n: m["se"] for n, m in ms.items()},
+                       "mean": float(np.mean([m["accuracy"] for m in ms.values()])),
+                       "pooled": pooled["accuracy"], "pooled_se": pooled["se"]}
     out["chance"] = 1 / len(LETTERS)
     out["used"] = evaluator.cfg["mc_method"]
     return out

@@ -90,3 +90,65 @@ def plot_top_layers(trained: dict[str, torch.Tensor], random: dict[str, torch.Te
     ax.set_ylabel(f"share of the top {frac:.1%} neurons")
     ax.legend(fontsize=8)
     return fig, data
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two score tensors of the same shape (ties ranked by
+    index: scores are continuous, ties are rare)."""
+    if a.shape != b.shape:
+        raise ValueError(f"scores of shapes {tuple(a.shape)} and {tuple(b.shape)} do not pair up")
+
+    def ranks(x):
+        r = torch.empty(x.numel(), dtype=torch.float64)
+        r[torch.argsort(x.double().flatten(), stable=True)] = torch.arange(x.numel(),
+                                                                           dtype=torch.float64)
+        return r - r.mean()
+    ra, rb = ranks(a), ranks(b)
+    return float((ra * rb).sum() / torch.sqrt((ra * ra).sum() * (rb * rb).sum()))
+
+
+def jaccard(m1: torch.Tensor, m2: torch.Tensor) -> float:
+    """``|A ∩ B| / |A ∪ B|`` of two bool masks."""
+    union = int((m1 | m2).sum())
+    return float(int((m1 & m2).sum()) / union) if union else float("nan")
+
+
+def split_half_reliability(halves: dict, frac: float, eps: float = EPS) -> dict:
+    """How reproducible the scores are: each subset scored on two disjoint halves of its
+    collection data (against the matching half of the retain set).
+
+    ``halves``: :func:`modsep_utils.activations.all_half_stats` output. Returns per subset the
+    rank correlation of the two score tensors ``[layers, neurons]`` and the Jaccard index of
+    their top-``frac`` selections, and the chance Jaccard of two random selections of that
+    size (``frac / (2 - frac)``)."""
+    r1, r2 = halves["retain"]
+    out = {"frac": frac, "chance_jaccard": frac / (2 - frac), "subsets": {}}
+    for name, (h1, h2) in halves["forget"].items():
+        s1, s2 = score(h1, r1, eps), score(h2, r2, eps)
+        out["subsets"][name] = {"spearman": rank_correlation(s1, s2),
+                                "jaccard": jaccard(top_fraction(s1, frac), top_fraction(s2, frac))}
+    return out
+
+
+def plot_reliability(rel: dict, label: str = "trained"):
+    """Figure: split-half rank correlation and top-k Jaccard per subset."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    names = list(rel["subsets"])
+    rho = [rel["subsets"][n]["spearman"] for n in names]
+    jac = [rel["subsets"][n]["jaccard"] for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.25 * len(names) + 1.8), sharey=True,
+                             constrained_layout=True)
+    y = np.arange(len(names))
+    axes[0].barh(y, rho, color="C0")
+    axes[0].set_xlim(0, 1)
+    axes[0].set_xlabel("rank correlation of the scores, half 1 vs half 2", fontsize=8)
+    axes[1].barh(y, jac, color="C2")
+    axes[1].axvline(rel["chance_jaccard"], color="grey", ls=":", label="chance")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel(f"Jaccard of the top {rel['frac']:.1%} selections", fontsize=8)
+    axes[1].legend(fontsize=7)
+    axes[0].set_yticks(y, labels=[n.split(":", 1)[-1] for n in names], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"Split-half reliability of the scores ({label} model)", fontsize=9)
+    return fig

@@ -166,3 +166,33 @@ def test_stats_roundtrip_and_means():
     assert (s.var() >= -1e-9).all()
     with pytest.raises(ValueError, match="shapes"):
         s.merge(NeuronStats.zeros(1, 3))
+
+
+def test_pruning_mask_must_be_boolean_or_0_1():
+    import numpy as np
+    from modsep_utils.neurons import as_mask
+    assert as_mask(np.array([[True, False]])).dtype == torch.bool  # numpy accepted
+    assert as_mask(torch.tensor([[0.0, 1.0]])).tolist() == [[False, True]]
+    assert as_mask(torch.tensor([[0, 1]])).tolist() == [[False, True]]
+    with pytest.raises(ValueError, match="not the scores"):
+        as_mask(torch.tensor([[0.3, 2.0]]))  # a score tensor passed by mistake
+
+
+def test_collection_stops_after_the_last_site_and_matches_a_full_forward():
+    from tiny import tiny_text_models
+    model = tiny_text_models()["llama"]
+    calls = []
+    h = model.lm_head.register_forward_hook(lambda *a: calls.append(1))
+    ids = torch.randint(1, 50, (2, 6))
+    stats = collect_stats(model, [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}])
+    h.remove()
+    assert calls == []  # the LM head never ran
+    acts = []
+    hooks = [s.out_proj.register_forward_pre_hook(lambda m, a: acts.append(a[0].detach()))
+             for s in neuron_sites(model)]
+    with torch.no_grad():
+        model(input_ids=ids)
+    for hk in hooks:
+        hk.remove()
+    want = torch.stack([a.abs().reshape(-1, a.shape[-1]).double().sum(0) for a in acts])
+    torch.testing.assert_close(stats.sum_abs, want, rtol=1e-5, atol=1e-6)

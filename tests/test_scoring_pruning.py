@@ -47,7 +47,10 @@ def test_top_fraction_ties_are_deterministic():
     assert torch.equal(a, b) and a.sum() == 6
 
 
-def test_bisection_reaches_target_within_tolerance():
+GRID = [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]
+
+
+def test_search_reaches_target_within_tolerance():
     # a synthetic monotone accuracy curve: acc = base * (1 - frac) ** 4
     scores = torch.rand(4, 250, generator=torch.Generator().manual_seed(0))
     base = 0.9
@@ -57,19 +60,66 @@ def test_bisection_reaches_target_within_tolerance():
         calls.append(int(mask.sum()))
         return base * (1 - mask.float().mean().item()) ** 4
 
-    res = find_fraction(evaluate, scores, base, drop=0.5, upper=0.05, tol=0.02)
+    res = find_fraction(evaluate, scores, base, drop=0.5, grid=GRID, tol=0.02)
     assert res["reached"]
     assert res["target"] - 0.02 <= res["accuracy"] <= res["target"]
     assert math.isclose(res["target"], 0.45)
     assert len(calls) == len(set(calls))  # no k evaluated twice
-    assert res["frac"] > 0.05  # the upper bound had to widen
+    assert 0.08 < res["frac"] < 0.32  # inside the first bracket that crosses the target
+    assert [p["k"] for p in res["history"]] == calls  # every measured point kept, in order
 
 
-def test_bisection_reports_unreachable_target():
+def test_search_brackets_a_non_monotone_curve():
+    # accuracy dips below the target near 10% and climbs back above it by 100% (as the
+    # embedded Coat class did): plain bisection on [0, 1] would start at 1.0, see accuracy
+    # above the target and wrongly report "not reached"
+    scores = torch.rand(1, 1000, generator=torch.Generator().manual_seed(1))
+
+    def evaluate(mask):
+        f = mask.float().mean().item()
+        return 0.8 - 3 * f if f < 0.2 else 0.2 + 0.7 * f
+
+    res = find_fraction(evaluate, scores, 0.8, drop=0.5, grid=GRID, tol=0.02)
+    assert res["reached"] and 0.38 <= res["accuracy"] <= 0.40
+    assert 0.08 < res["frac"] < 0.16
+    assert max(p["frac"] for p in res["history"]) <= 0.16  # never needed the far end
+
+
+def test_search_reports_unreachable_target():
     scores = torch.rand(2, 50)
-    res = find_fraction(lambda m: 0.8, scores, 0.8, drop=0.5, upper=0.1)
+    res = find_fraction(lambda m: 0.8, scores, 0.8, drop=0.5, grid=GRID)
     assert not res["reached"] and "above the target" in res["note"]
     assert res["accuracy"] == 0.8  # what was measured, not a placeholder
+    with pytest.raises(ValueError, match="grid"):
+        find_fraction(lambda m: 0.8, scores, 0.8, drop=0.5, grid=[0.1, 0.5])
+
+
+def test_drop_labels_are_exact():
+    from modsep_utils.pruning import drop_label, drop_tag
+    assert drop_label(0.125) == "12.5%" and drop_tag(0.125) == "drop12.5"
+    assert drop_label(0.29) == "29%" and drop_tag(0.29) == "drop29"
+    assert drop_label(0.5) == "50%" and drop_tag(0.2) == "drop20"
+
+
+def test_standard_errors_by_hand():
+    from modsep_utils.pruning import bootstrap_mean, measurement, paired, ratio_se
+    c, t = np.array([3, 5, 2, 6]), np.array([8, 8, 8, 8])
+    p = 16 / 32
+    want = math.sqrt(4 / 3 * sum((ci - p * 8) ** 2 for ci in c)) / 32
+    assert ratio_se(c, t) == pytest.approx(want)
+    m = measurement(c, t)
+    assert m["accuracy"] == 0.5 and m["se"] == pytest.approx(want) and m["n"] == 32
+    # paired: the same items pruned lose exactly one hit each -> difference -1/8, SE 0
+    pr = measurement(c - 1, t)
+    d = paired(pr, m)
+    assert d["diff"] == pytest.approx(-4 / 32) and d["diff_se"] == pytest.approx(0.0)
+    assert d["ratio"] == pytest.approx(12 / 16)
+    assert d["diff_se"] < min(pr["se"], m["se"])
+    with pytest.raises(ValueError, match="same items"):
+        paired(measurement(c[:3], t[:3]), m)
+    b = bootstrap_mean([0.1, 0.2, 0.3, 0.4], n_boot=500)
+    assert b["mean"] == pytest.approx(0.25) and 0.1 <= b["lo"] < 0.25 < b["hi"] <= 0.4
+    assert bootstrap_mean([np.nan])["mean"] is None
 
 
 def test_cross_eval_matrix_on_a_trained_tiny_model():
@@ -131,17 +181,25 @@ def test_image_accuracy_on_tiny_vit():
     assert accuracy(model, ImageSubset("i", x, (pred + 1) % 3)) == 0.0
 
 
-def test_summarize_headline():
+def test_summarize_headline_over_reached_columns_only():
     fractions = {"a": {"frac": 0.1, "reached": True}, "b": {"frac": 0.3, "reached": True},
                  "c": {"frac": 1.0, "reached": False}}
     matrix = {"forget": ["a", "b", "c"], "eval": ["a", "b", "c", "quiz"],
-              "ratio": [[0.5, 0.9, 1.0], [0.8, 0.5, 1.0], [1.0, 1.0, 0.6], [0.7, 0.9, 1.0]]}
-    h = summarize(fractions, matrix)
+              "ratio": [[0.5, 0.9, 0.1], [0.8, 0.5, 0.2], [1.0, 1.0, 0.6], [0.7, 0.9, 0.3]]}
+    h = summarize(fractions, matrix, n_boot=200)
+    assert h["n_reached"] == 2 and h["n_forget"] == 3 and h["not_reached"] == ["c"]
     assert h["frac_mean"] == pytest.approx(0.2) and h["frac_std"] == pytest.approx(0.1)
-    assert h["not_reached"] == ["c"]
-    assert h["diagonal_mean"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
-    assert h["off_diagonal_mean"] == pytest.approx((0.8 + 1.0 + 0.9 + 1.0 + 1.0 + 1.0) / 6)
-    assert h["eval_only_mean"] == pytest.approx((0.7 + 0.9 + 1.0) / 3)
+    # column c (not reached: every neuron pruned) must not enter the means
+    assert h["diagonal_mean"] == pytest.approx((0.5 + 0.5) / 2)
+    assert h["off_diagonal_mean"] == pytest.approx((0.8 + 1.0 + 0.9 + 1.0) / 4)
+    assert h["eval_only_mean"] == pytest.approx((0.7 + 0.9) / 2)
+    # the all-columns figures exist, clearly named
+    assert h["diagonal_mean_all_columns"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
+    lo, hi = h["diagonal_ci"]
+    assert lo <= h["diagonal_mean"] <= hi
+    from modsep_utils.pruning import headline_agrees
+    assert headline_agrees(h, matrix, fractions)
+    assert not headline_agrees({**h, "diagonal_mean": 0.5333}, matrix, fractions)
 
 
 class CharTokenizer:

@@ -66,11 +66,17 @@ float64. No per-token activation is kept, so memory does not grow with the data.
 
 We collect them on the *collection* split of every forget subset and of the retain set, for the
 trained model and for a randomly initialised copy (same config, fixed seed), which sections 4-5
-of the paper compare against. Results are cached by the content of their inputs."""),
+of the paper compare against (one per seed in `random_seeds`: every random baseline is
+shown with its spread over seeds). Each collection split is collected in two disjoint halves,
+whose exact merge is the whole: notebook 02 scores each half separately to measure how
+reproducible the scores are. Results are cached by the content of their inputs (model
+weights, data, code version and every parameter)."""),
     code("""from modsep_utils import activations
 
 trained, retain_trained = activations.all_stats(cfg, forget_names, random_init=False)
 random, retain_random = activations.all_stats(cfg, forget_names, random_init=True)
+for seed_ in activations.random_seeds(cfg)[1:]:  # the other random-init models
+    activations.all_stats(cfg, forget_names, random_init=True, model_seed=seed_)
 tokens = {name: int(s.count[0]) for name, s in trained.items()}
 print("tokens (or image patches) per subset:", tokens)"""),
     md("""### Where activity sits
@@ -107,16 +113,49 @@ save_figure(fig, config.figure_path(cfg, "02_top_neurons_by_layer"), numbers)
 update_json(config.headline_path(cfg), {"02_top_share_by_layer": {
     "frac": overlap_frac, "trained": numbers["trained"]["mean"], "random": numbers["random"]["mean"]}})
 plt.show()"""),
+    md("""### How reproducible are the scores? (not in the paper)
+Every collection split was gathered in two disjoint halves. Scoring each half on its own
+(against the matching half of the retain set) and comparing gives the split-half reliability:
+the rank correlation of all scores, and the Jaccard index of the two top-`overlap_frac`
+selections against its chance level. A low Jaccard means that the selected neurons depend on
+which text or images happened to be collected: more collection data would change them."""),
+    code("""import numpy as np
+
+reliability = scoring.split_half_reliability(
+    activations.all_half_stats(cfg, forget_names, random_init=False), overlap_frac, eps)
+fig = scoring.plot_reliability(reliability)
+save_figure(fig, config.figure_path(cfg, "02_split_half_reliability"), reliability)
+rho = [v["spearman"] for v in reliability["subsets"].values()]
+jac = [v["jaccard"] for v in reliability["subsets"].values()]
+update_json(config.headline_path(cfg), {"02_split_half_reliability": {
+    "frac": overlap_frac, "spearman_mean": float(np.mean(rho)), "spearman_min": float(np.min(rho)),
+    "jaccard_mean": float(np.mean(jac)), "jaccard_min": float(np.min(jac)),
+    "chance_jaccard": reliability["chance_jaccard"]}})
+print(f"split-half rank correlation {np.mean(rho):.3f} (min {np.min(rho):.3f}); "
+      f"top-{overlap_frac:.1%} Jaccard {np.mean(jac):.3f} (min {np.min(jac):.3f}, "
+      f"chance {reliability['chance_jaccard']:.3f})")
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+# the two halves agree far beyond chance (could fail: too little collection data)
+print("top-k selections agree beyond chance in every subset:",
+      min(jac) > 2 * reliability["chance_jaccard"])"""),
 ]
 
 NB03 = [
     md("""## Selective pruning (Figures 1 and 2)
-For each forget subset, bisection finds the fraction of top-scored neurons whose removal drops
+For each forget subset, a search finds the fraction of top-scored neurons whose removal drops
 the subset's accuracy to the target: accepted when
-`target - 2pp <= accuracy <= target`, target = (1 - drop) × unpruned, as the authors did. Every
-candidate is applied to the unpruned model (hooks are removed between candidates), and
-accuracy is measured on the *evaluation* split, disjoint from the text or images the scores were
-collected on (the authors' evaluation overlapped their collection data).
+`target - 2pp <= accuracy <= target`, target = (1 - drop) × unpruned, as the authors did.
+Accuracy need not fall monotonically as more neurons go, so the search first *brackets* (walks
+up the grid `bisect_grid` to the first fraction at or below the target), then bisects inside
+that bracket. Every candidate is applied to the unpruned model (hooks are removed between
+candidates), and accuracy is measured on the *evaluation* split, disjoint from the text or
+images the scores were collected on, document by document (the authors' evaluation overlapped
+their collection data).
+
+Every accuracy carries its standard error over independent items (text blocks, images,
+questions); pruned and unpruned accuracies are measured on the same items, so their
+difference has a *paired* standard error, much smaller than either alone.
 
 Then each forget subset's pruned model is evaluated on every subset: pruned / unpruned
 accuracy. Subsets that no fraction brings into the window are marked (!) and reported, never
@@ -128,7 +167,8 @@ scores = scoring.all_scores(trained, retain_trained, eps)
 evaluator = pruning.Evaluator(cfg, *activations.get_model(model, False, seed, dtype))
 eval_names = config.eval_names(cfg)
 base = {name: evaluator(name) for name in eval_names}
-print("unpruned accuracy:", {k: round(v, 3) for k, v in base.items()})"""),
+for name, m in base.items():
+    print(f"unpruned {name:24s} {m['accuracy']:.3f} ± {m['se']:.3f} ({m['n']} predictions)")"""),
     md("""### Multiple choice: which format?
 The authors scored MMLU zero-shot by whether the top-1 next token is the gold letter. A small
 model can sit near chance on that format while knowing the answers, so both scorings are
@@ -137,43 +177,59 @@ measured on the unpruned model; the profile's `mc_method` is used for the cross-
 if mc_names:
     mc = pruning.compare_mc_methods(evaluator, mc_names)
     update_json(config.headline_path(cfg), {"03_multiple_choice_formats": mc})
-    print(f"chance {mc['chance']:.2f}; letter format {mc['letter']['mean']:.3f}; "
-          f"log-likelihood {mc['loglik']['mean']:.3f}; used: {mc['used']}")
+    print(f"chance {mc['chance']:.2f}; letter format {mc['letter']['pooled']:.3f} ± "
+          f"{mc['letter']['pooled_se']:.3f}; log-likelihood {mc['loglik']['pooled']:.3f} ± "
+          f"{mc['loglik']['pooled_se']:.3f} (all questions pooled); used: {mc['used']}")
 else:
     print("no multiple-choice subsets in this experiment")"""),
     code("""from modsep_utils.io import write_json
 
-results, matrices = {}, {}  # by drop label, e.g. "50%"
+results, matrices, searches = {}, {}, {}  # by drop label, e.g. "50%"
 for drop in drops:
+    label = pruning.drop_label(drop)
     fractions = pruning.selection_fractions(evaluator, scores, drop)
     matrix = pruning.cross_eval_matrix(evaluator, scores, fractions, eval_names)
-    label = f"{drop:.0%}"
     results[label] = pruning.summarize(fractions, matrix)
-    matrices[label] = matrix
-    write_json(config.results_dir(cfg) / f"03_fractions_drop{int(drop * 100)}.json", fractions)
-    write_json(config.results_dir(cfg) / f"03_cross_eval_drop{int(drop * 100)}.json", matrix)
+    matrices[label], searches[label] = matrix, fractions
+    pruning.save_fractions(cfg, drop, fractions)
+    write_json(config.results_dir(cfg) / f"03_cross_eval_{pruning.drop_tag(drop)}.json", matrix)
     for name, f in fractions.items():
         flag = "" if f["reached"] else f"  NOT REACHED: {f['note']}"
         print(f"{label} {name:24s} {f['frac']:7.2%} of neurons -> accuracy {f['accuracy']:.3f}"
-              f" (target {f['target']:.3f}){flag}")"""),
+              f" (target {f['target']:.3f}; drop {-f['paired']['diff']:.3f} ± "
+              f"{f['paired']['diff_se']:.3f} paired){flag}")"""),
+    md("""### Accuracy against the fraction pruned (not in the paper)
+Every point the search measured, per subset: how accuracy falls as more top-scored neurons
+are removed, the target window of each drop (band) and the fraction chosen (circled; red when
+the target was not reached)."""),
+    code("""fig, numbers = pruning.plot_search_curves(searches)
+save_figure(fig, config.figure_path(cfg, "03_search_curves"), numbers)
+plt.show()"""),
     md("""### Figure: pruned / unpruned accuracy
 Columns: the subset whose neurons were pruned; rows: the subset evaluated. The diagonal is the
-targeted drop; off-diagonal cells show how much the other subsets suffer."""),
-    code("""fig = pruning.plot_cross_eval(matrices, title=f"{model}:")
+targeted drop; off-diagonal cells show how much the other subsets suffer. Small grey numbers:
+the paired standard error of each cell (percentage points). The headline means in each
+panel's title are over the columns that reached the target, with bootstrap 95% intervals over
+subsets."""),
+    code("""fig = pruning.plot_cross_eval(matrices, results, title=f"{model}:")
 fig_name = "fig1_cross_eval" if experiment == "vit" else "fig2_cross_eval"
-save_figure(fig, config.figure_path(cfg, fig_name), matrices)
+save_figure(fig, config.figure_path(cfg, fig_name), {"matrices": matrices, "summaries": results})
 plt.show()"""),
     md("""### Headline numbers, next to the paper's"""),
-    code("""headline = pruning.headline(experiment, results)
+    code("""import json
+
+headline = pruning.headline(experiment, results)
 update_json(config.headline_path(cfg), {"03_selective_pruning": headline})
 print(pruning.format_headline(headline))"""),
     code("""# NBVAL_CHECK_OUTPUT
-# every subset that reached its target lies within the accepted window below the target
-for label in matrices:
-    fractions = pruning.selection_fractions(evaluator, scores, float(label[:-1]) / 100,
-                                            progress=False)  # cached: no re-evaluation
-    print(label, "every reached subset within the target window:",
-          pruning.all_within_window(fractions))"""),
+# the headline agrees with the matrix it summarises (recomputed by a separate loop), and the
+# saved fractions read back with this run's parameters
+for drop in drops:
+    label = pruning.drop_label(drop)
+    print(label, "headline agrees with its matrix:",
+          pruning.headline_agrees(results[label], matrices[label], searches[label]))
+    print(label, "saved fractions match this run:",
+          pruning.load_fractions(cfg, drop) == json.loads(json.dumps(searches[label])))"""),
 ]
 
 

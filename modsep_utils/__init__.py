@@ -13,5 +13,6 @@ Separability & Specialization":
 - ``auc``      Lorenz curves and their normalised area                          (06)
 - ``explore``  the class-pair explorer                                          (07)
 - ``run``      papermill driver: ``python -m modsep_utils.run --profile embedded``
+- ``reproduction``  compare a run's headline numbers with the committed ones
 """
 __version__ = "0.1.0"

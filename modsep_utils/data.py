@@ -6,7 +6,8 @@ whose :meth:`Subset.batches` feed ``model(**batch)``.
 Embedded default (no network; real data from Debian/PyPI packages, see OFFLINE.md):
 
 - ``text:<domain>``: text domains extracted once by :func:`prepare_embedded` into
-  ``DATA/raw/text/<domain>.txt``; ``text:mixture`` takes an equal share from every domain.
+  ``DATA/raw/text-v2/<domain>.txt`` (documents separated by form-feed lines);
+  ``text:mixture`` takes an equal share from every domain.
 - ``quiz:<subject>``: four-way multiple choice built from the bsdgames quiz files.
 - ``fmnist:<class>``, ``fmnist:all``, ``fmnist-super:<superclass>``: Fashion-MNIST images.
 
@@ -14,17 +15,21 @@ Hub (paper scale, ``datasets.load_dataset(..., streaming=True)`` through :func:`
 ``cifar100:all``, ``cifar20:<coarse>``, ``pile:all``, ``pile:<pile_set_name>``,
 ``code:github``, ``camel:<biology|physics|chemistry>``, ``mmlu:<subject>``.
 
-Splits: ``"collect"`` (scores) and ``"eval"`` (accuracy) never share source data. Text
-domains are cut into chunks at line boundaries *before* tokenising and every third chunk is
-eval (the authors evaluated on text overlapping their collection data); images collect from
-the train files and evaluate on the test files; hub sets with only one split are divided by
-a hash of each document.
+Splits: ``"collect"`` (scores) and ``"eval"`` (accuracy) never share source data. A text
+domain is split by whole documents *before* tokenising, a hash of each document's content
+deciding (about a third eval); repeated documents are dropped and eval lines that also stand
+in the collect text (licence and changelog boilerplate) removed (the authors evaluated on
+text overlapping their collection data; :func:`leakage_report` measures it). Images collect
+from the train files and evaluate on the test files; quiz and MMLU subjects are evaluation
+only; hub sets with only one split are divided by a hash of each document.
+:func:`subset_fingerprint` names the data content behind a subset for cache keys.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import html
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -35,6 +40,7 @@ import socket
 import subprocess
 import time
 import unicodedata
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,28 +53,39 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from .io import DATA, atomic_path, content_key
+from .io import DATA, ROOT, atomic_path, content_key, read_json, write_json
 
 __all__ = [
     "MCQuestion", "Subset", "DataUnavailable", "subset_names", "family_of", "load_subset",
     "mc_prompt", "prepare_embedded", "read_idx", "parse_quiz_field", "quiz_questions",
-    "GROUPS", "SPLITS",
+    "GROUPS", "SPLITS", "DataChangedWarning", "domain_digest", "subset_fingerprint",
+    "leakage_report", "record_text_digests",
 ]
 
 SPLITS = ("collect", "eval")
 GROUPS = ("text", "quiz", "fmnist", "fmnist-super", "cifar20", "pile", "camel", "mmlu")
 
+#: The stored text format: a new format gets a new folder, so old files are never read.
+TEXT_FORMAT = "text-v2"
 #: Where the prepared text domains live (tests point these module constants at temp folders).
-TEXT_DIR = DATA / "raw" / "text"
+TEXT_DIR = DATA / "raw" / TEXT_FORMAT
+#: sha256 of every domain as extracted for the committed results (committed, not under DATA).
+TEXT_DIGESTS = ROOT / "data" / "text_digests.json"
 QUIZ_DIR = Path("/usr/share/games/bsdgames/quiz")
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TOKEN_CACHE = DATA / "cache" / "tokens"
 
 DOMAIN_CHARS = 600_000      # cap per text domain: >= 1e5 SmolLM2 tokens, extracted in seconds
-MIN_DOMAIN_CHARS = 150_000  # below this a domain cannot give 2e4 collect + 1e4 eval tokens
+MIN_COLLECT_CHARS = 150_000  # 3e4 collect tokens at up to 5 characters a token
+MIN_EVAL_CHARS = 60_000     # 1.2e4 eval tokens at up to 5 characters a token
 DOC_CHARS = 12_000          # cap per source document, so that a domain spans many documents
-CHUNK_CHARS = 4_000         # unit of the collect/eval split of a text domain
-EVAL_EVERY = 3              # every third chunk is eval: 1/3 eval, 2/3 collect
+PIECE_CHARS = 4_000         # a piece of one long dictionary (gcide, wordnet): one document
+DOC_SEP = "\n\x0c\n"         # between stored documents; _clean removes \x0c from documents
+EVAL_EVERY = 3              # a document whose content hash % 3 == 0 is eval: about 1/3
+DUP_LINE_CHARS = 40         # eval lines this long that stand in the collect text are removed
+SPLIT_VERSION = "docs-v1"   # the split/dedup code: bump on any change (it keys the caches)
+QUIZ_PARSER_VERSION = "quiz-v1"  # the quiz file parser and question builder
+HUB_LOADER_VERSION = "hub-v1"    # _load_hub, _hub_text, _cifar_subset, _mmlu
 HUB_DOC_CHARS = 16_000      # cap per hub document (one PG-19 book would fill a subset)
 HUB_EVAL_MOD = 5            # single-split hub sets: hash % 5 == 0 is eval (20%)
 MIN_QUIZ = 20               # quiz subjects with fewer questions are left out
@@ -76,6 +93,10 @@ MIN_QUIZ = 20               # quiz subjects with fewer questions are left out
 
 class DataUnavailable(RuntimeError):
     """The data is not on this machine: a package to install or a dataset to download first."""
+
+
+class DataChangedWarning(UserWarning):
+    """Extracted data differ from what the committed results were computed on."""
 
 
 # ---------------------------------------------------------------------------- records
@@ -364,6 +385,57 @@ def _too_little(name: str, split: str, what: str, available: int, requested: int
                       "ask for fewer")
 
 
+# ---------------------------------------------------------------------------- fingerprints
+
+#: (path, size, mtime_ns) -> sha256: a file that changes is hashed again
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file, computed once per process while the file is unchanged."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        with open(path, "rb") as f:
+            _SHA256[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _SHA256[key]
+
+
+FMNIST_FILES = tuple(f"{p}-{k}-ubyte.gz" for p in ("train", "t10k")
+                     for k in ("images-idx3", "labels-idx1"))
+#: hub group -> (dataset path, config); camel names its path by subject
+_HUB_SOURCES = {"pile": (PILE_PATH, None), "code": (CODE_PATH, CODE_CONFIG),
+                "cifar100": (CIFAR_PATH, None), "cifar20": (CIFAR_PATH, None),
+                "mmlu": (MMLU_PATH, "all")}
+
+
+def subset_fingerprint(name: str) -> str:
+    """A short digest of the data content behind subset ``name``, for cache keys: it changes
+    when the source files, the split/dedup or parser code, or the hub source change.
+
+    Raises ValueError for an unknown name, DataUnavailable when local data are missing.
+    """
+    group, member = _split_name(name)
+    family_of(name)  # rejects unknown names
+    if group == "text":
+        domains = list(DOMAINS) if member == "mixture" else [member]
+        return content_key("text", name, [(d, domain_digest(d)) for d in domains],
+                           _split_params())
+    if group == "quiz":
+        if member not in _quiz_index(str(QUIZ_DIR)):
+            raise _unknown(name)
+        return content_key("quiz", name, _file_sha256(QUIZ_DIR / member),
+                           _file_sha256(QUIZ_DIR / "index"), QUIZ_PARSER_VERSION)
+    if group in ("fmnist", "fmnist-super"):
+        for f in FMNIST_FILES:
+            _need_fmnist_file(FMNIST_DIR / f)
+        return content_key("fmnist", name, [_file_sha256(FMNIST_DIR / f) for f in FMNIST_FILES])
+    # hub: the content is the hub's; what we control is where and how it is read
+    path, config = _HUB_SOURCES.get(group) or (f"camel-ai/{member}", None)
+    return content_key("hub", name, path, config, "offline" if _hub_offline() else "streamed",
+                       HUB_LOADER_VERSION, HUB_DOC_CHARS, HUB_EVAL_MOD)
+
+
 # ---------------------------------------------------------------------------- text: packing
 
 
@@ -417,12 +489,43 @@ def _line_chunks(text: str, size: int) -> list[str]:
     return chunks
 
 
-def _split_text(text: str, split: str) -> list[str]:
-    """The chunks of ``text`` that belong to ``split``: cut at line ends into chunks of about
-    CHUNK_CHARS characters; every EVAL_EVERY-th chunk is eval, the rest collect."""
-    chunks = _line_chunks(text, CHUNK_CHARS)
-    want = split == "eval"
-    return [c for i, c in enumerate(chunks) if (i % EVAL_EVERY == EVAL_EVERY - 1) == want]
+def _documents(text: str) -> list[str]:
+    """The documents of a stored domain, in stored order."""
+    docs = (d.strip("\n") for d in text.split(DOC_SEP.strip("\n")))
+    return [d for d in docs if d.strip()]
+
+
+def _long_lines(docs: Iterable[str]) -> list[str]:
+    """The stripped lines of at least DUP_LINE_CHARS characters of ``docs``, in order."""
+    return [s for d in docs for line in d.splitlines()
+            if len(s := line.strip()) >= DUP_LINE_CHARS]
+
+
+def _split_docs(text: str, dedup: bool = True) -> dict[str, list[str]]:
+    """A stored domain's documents by split, ``{"collect": [...], "eval": [...]}``.
+
+    A document's split is a hash of its content, so it never depends on the other documents.
+    ``dedup``: repeated documents are dropped (the first kept), and eval lines of
+    DUP_LINE_CHARS+ characters that stand in the collect text are removed (boilerplate:
+    licences, changelog trailers), with eval documents left empty by that.
+    """
+    docs = _documents(text)
+    if dedup:
+        docs = list(dict.fromkeys(docs))
+    parts: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for d in docs:
+        parts["eval" if _hash_mod(d, EVAL_EVERY) == 0 else "collect"].append(d)
+    if dedup:
+        seen = set(_long_lines(parts["collect"]))  # only long ones: a short line never matches
+        kept = ("\n".join(ln for ln in d.splitlines() if ln.strip() not in seen)
+                for d in parts["eval"])
+        parts["eval"] = [d for d in kept if d.strip()]
+    return parts
+
+
+def _split_params() -> tuple:
+    """Everything besides the stored text that decides a domain's split (cache keys)."""
+    return (SPLIT_VERSION, DOC_SEP, EVAL_EVERY, DUP_LINE_CHARS)
 
 
 def _tokenizer_key(tokenizer) -> str | None:
@@ -435,17 +538,18 @@ def _tokenizer_key(tokenizer) -> str | None:
 
 
 def _domain_stream(domain: str, tokenizer, split: str, tok_key: str | None) -> np.ndarray:
-    """The token ids of one domain's ``split`` part, ``[n_tokens]``; cached on disk under
-    TOKEN_CACHE (tokenising all domains takes about 10 s, loading them 0.1 s)."""
-    text = _domain_text(domain)
+    """The token ids of one domain's ``split`` part, ``[n_tokens]``, documents separated by a
+    blank line; cached on disk under TOKEN_CACHE (tokenising all domains takes about 10 s,
+    loading them 0.1 s)."""
     path = None
     if tok_key is not None:
-        key = content_key("text-tokens-v1", hashlib.sha256(text.encode()).hexdigest(), split,
-                          CHUNK_CHARS, EVAL_EVERY, tok_key)
+        # the fingerprint covers the text file and the split/dedup code
+        key = content_key("text-tokens-v2", subset_fingerprint(f"text:{domain}"), split, tok_key)
         path = TOKEN_CACHE / f"{key}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True).numpy().astype(np.int64)
-    ids = _tokenize(tokenizer, _split_text(text, split))
+    docs = _split_docs(_domain_text(domain))[split]
+    ids = _tokenize(tokenizer, [d + "\n\n" for d in docs])
     stream = np.fromiter((t for seq in ids for t in seq), dtype=np.int64)
     if path is not None:
         with atomic_path(path) as tmp:
@@ -487,10 +591,39 @@ def _text_subset(name, domain, tokenizer, split, n_blocks, seed, block_len) -> t
 
 def _domain_text(domain: str) -> str:
     """The prepared text of a domain, extracting it first if it is not there yet."""
-    path = TEXT_DIR / f"{domain}.txt"
-    if not path.is_file():
-        _prepare_domain(domain)
-    return path.read_text(encoding="utf-8")
+    return _prepare_domain(domain).read_text(encoding="utf-8")
+
+
+def domain_digest(domain: str) -> str:
+    """sha256 (hex) of a domain's prepared text file, extracting it first if missing."""
+    if domain not in DOMAINS:
+        raise _unknown(f"text:{domain}")
+    return _file_sha256(_prepare_domain(domain))
+
+
+def _leak(parts: dict[str, list[str]]) -> tuple[int, float]:
+    """(eval lines of DUP_LINE_CHARS+ characters, the share of them in the collect text)."""
+    seen, lines = set(_long_lines(parts["collect"])), _long_lines(parts["eval"])
+    return len(lines), round(sum(s in seen for s in lines) / max(1, len(lines)), 4)
+
+
+def leakage_report(domains: Iterable[str] | None = None) -> dict[str, dict]:
+    """Per domain: documents and characters of each split, repeated documents dropped, and
+    the share of eval lines (DUP_LINE_CHARS+ characters) that stand in the collect text,
+    before dedup and after it (always 0)."""
+    out = {}
+    for d in domains or DOMAINS:
+        text = _domain_text(d)
+        docs = _documents(text)
+        raw, final = _split_docs(text, dedup=False), _split_docs(text)
+        (n_before, before), (n_after, after) = _leak(raw), _leak(final)
+        out[d] = {"docs_collect": len(final["collect"]), "docs_eval": len(final["eval"]),
+                  "docs_repeated": len(docs) - len(set(docs)),
+                  "chars_collect": sum(map(len, final["collect"])),
+                  "chars_eval": sum(map(len, final["eval"])),
+                  "eval_lines_before": n_before, "eval_lines_after": n_after,
+                  "leak_before": before, "leak_after": after}
+    return out
 
 
 # ---------------------------------------------------------------------------- text: extraction
@@ -532,18 +665,20 @@ def _head(text: str, limit: int) -> str:
 
 
 def _take(docs: Iterable[str], cap: int = DOMAIN_CHARS, doc_cap: int = DOC_CHARS) -> str:
-    """Join documents (each cut to ``doc_cap``) until ``cap`` characters."""
-    out, total = [], 0
+    """Documents (each cleaned and cut to ``doc_cap``; repeats skipped, so that they do not
+    use up ``cap``) joined by DOC_SEP until ``cap`` characters."""
+    out, seen, total = [], set(), 0
     for doc in docs:
         doc = _head(_clean(doc), doc_cap)
-        if not doc:
+        if not doc or doc in seen:
             continue
+        seen.add(doc)
         doc = _head(doc, cap - total)
         out.append(doc)
-        total += len(doc) + 2
+        total += len(doc) + len(DOC_SEP)
         if total >= cap - 100:
             break
-    return "\n\n".join(out) + "\n"
+    return DOC_SEP.join(out) + "\n"
 
 
 def _shuffled(items: Iterable, seed: int = 0) -> list:
@@ -553,8 +688,9 @@ def _shuffled(items: Iterable, seed: int = 0) -> list:
     return items
 
 
-def _spread(text: str, cap: int, piece: int = 4_000) -> list[str]:
-    """Evenly spaced pieces of a long text (e.g. a whole dictionary) totalling about ``cap``."""
+def _spread(text: str, cap: int, piece: int = PIECE_CHARS) -> list[str]:
+    """Evenly spaced pieces of a long text (e.g. a whole dictionary) totalling about ``cap``;
+    each piece is a document of the domain."""
     pieces = _line_chunks(text, piece)
     k = min(len(pieces), max(1, cap // piece + 1))
     idx = np.linspace(0, len(pieces) - 1, k).round().astype(int)
@@ -837,27 +973,81 @@ DOMAINS: dict[str, _Domain] = {
 }
 
 
+#: Domains that also read what every other installed package puts in a shared folder.
+_ALSO_READS = {"c": "/usr/include", "legal": "/usr/share/doc/*/copyright",
+               "changelogs": "/usr/share/doc/*/changelog.Debian.gz"}
+
+
 def _prepare_domain(domain: str) -> Path:
-    """Extract one domain into TEXT_DIR/<domain>.txt (atomically); skip it if it exists."""
+    """Extract one domain into TEXT_DIR/<domain>.txt (atomically); skip it if it exists.
+    A fresh extraction that differs from the committed digest warns (DataChangedWarning)."""
     path = TEXT_DIR / f"{domain}.txt"
     if path.is_file():
         return path
     text = DOMAINS[domain].extract()
-    if len(text) < MIN_DOMAIN_CHARS:
+    parts = _split_docs(text)
+    sizes = {s: sum(map(len, parts[s])) for s in SPLITS}
+    if sizes["collect"] < MIN_COLLECT_CHARS or sizes["eval"] < MIN_EVAL_CHARS:
         raise DataUnavailable(
-            f"text:{domain}: only {len(text)} characters extracted, {MIN_DOMAIN_CHARS} needed; "
-            f"check the package {', '.join(DOMAINS[domain].packages)}: "
-            f"{DOMAINS[domain].install_hint()}")
+            f"text:{domain}: only {sizes['collect']} collect and {sizes['eval']} eval "
+            f"characters extracted, {MIN_COLLECT_CHARS} and {MIN_EVAL_CHARS} needed; check the "
+            f"package {', '.join(DOMAINS[domain].packages)}: {DOMAINS[domain].install_hint()}")
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    _check_digest(domain, path)
     return path
 
 
+def _package_versions(domain: str) -> dict[str, str | None]:
+    """The installed version of each package a domain comes from (None: not installed)."""
+    out: dict[str, str | None] = {}
+    for pkg in DOMAINS[domain].packages:
+        if pkg == WIKI_PACKAGE:
+            try:
+                out[pkg] = importlib.metadata.version(pkg)
+            except importlib.metadata.PackageNotFoundError:
+                out[pkg] = None
+            continue
+        res = (subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
+                              text=True) if shutil.which("dpkg-query") else None)
+        out[pkg] = res.stdout.strip() if res is not None and res.returncode == 0 else None
+    return out
+
+
+def _check_digest(domain: str, path: Path) -> None:
+    """Warn (and print) when a freshly extracted domain is not the committed extraction."""
+    recorded = read_json(TEXT_DIGESTS) if TEXT_DIGESTS.is_file() else {}
+    # digests of another format say nothing about this one (it is recorded anew)
+    committed = recorded.get("domains", {}).get(domain) \
+        if recorded.get("format") == TEXT_FORMAT else None
+    if not committed or committed["sha256"] == _file_sha256(path):
+        return
+    then = committed.get("packages", {})
+    versions = ", ".join(f"{p} {v}" if then.get(p) == v else f"{p} {then.get(p)} -> {v}"
+                         for p, v in _package_versions(domain).items())
+    also = f" and every package's {_ALSO_READS[domain]}" if domain in _ALSO_READS else ""
+    msg = (f"text:{domain} was extracted with other content than the committed one "
+           f"({TEXT_DIGESTS.name}); it comes from {versions}{also}: results will differ "
+           "from the committed ones")
+    warnings.warn(msg, DataChangedWarning, stacklevel=3)
+    print(f"WARNING: {msg}", flush=True)
+
+
+def record_text_digests(path: str | os.PathLike | None = None) -> dict:
+    """Write the digest, size and package versions of every prepared domain to ``path``
+    (default TEXT_DIGESTS), the reference that later extractions are checked against."""
+    out = {"format": TEXT_FORMAT, "domains": {
+        d: {"sha256": domain_digest(d), "bytes": (TEXT_DIR / f"{d}.txt").stat().st_size,
+            "packages": _package_versions(d)} for d in DOMAINS}}
+    write_json(path or TEXT_DIGESTS, out)
+    return out
+
+
 def prepare_embedded(progress: bool = True) -> None:
-    """Extract every embedded text domain once into ``DATA/raw/text/<domain>.txt``.
+    """Extract every embedded text domain once into ``DATA/raw/text-v2/<domain>.txt``.
 
     Idempotent (existing files are kept) and atomic; about DOMAIN_CHARS characters per
-    domain, enough for 2e4 collect + 1e4 eval SmolLM2 tokens with a wide margin.
+    domain, enough for 3e4 collect + 1.2e4 eval SmolLM2 tokens with a wide margin.
     Raises DataUnavailable naming the package (and its install command) a domain needs.
     """
     from tqdm.auto import tqdm
@@ -1111,15 +1301,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
 
 
+def _need_fmnist_file(path: Path) -> None:
+    if not path.is_file():
+        raise DataUnavailable(f"Fashion-MNIST file {path} not found; it comes from the Debian "
+                              f"package {FMNIST_PACKAGE}: apt-get install -y {FMNIST_PACKAGE}")
+
+
 @lru_cache(maxsize=4)
 def fmnist_arrays(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images [n, 28, 28], labels [n])`` of ``<folder>/<prefix>-*-ubyte.gz`` (prefix
     ``train`` or ``t10k``), read once per process."""
     files = [Path(folder) / f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")]
     for f in files:
-        if not f.is_file():
-            raise DataUnavailable(f"Fashion-MNIST file {f} not found; it comes from the Debian "
-                                  f"package {FMNIST_PACKAGE}: apt-get install -y {FMNIST_PACKAGE}")
+        _need_fmnist_file(f)
     images, labels = read_idx(files[0]), read_idx(files[1])
     if len(images) != len(labels):
         raise ValueError(f"{files[0]}: {len(images)} images but {len(labels)} labels")
@@ -1166,6 +1360,12 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _hub_offline() -> bool:
+    """Whether hub sets are loaded from the local copy (HF_HUB_OFFLINE) instead of streamed."""
+    import datasets
+    return bool(datasets.config.HF_HUB_OFFLINE)
+
+
 def _load_hub(path: str, **kw):
     """``datasets.load_dataset(path, streaming=True, **kw)``; tests replace this function.
 
@@ -1177,7 +1377,7 @@ def _load_hub(path: str, **kw):
     hint = (f"download it first on a machine with network (python -c \"import datasets; "
             f"datasets.load_dataset('{path}'" + (f", '{kw['name']}'" if kw.get("name") else "")
             + ")\"), then run with HF_HUB_OFFLINE=1")
-    if datasets.config.HF_HUB_OFFLINE:
+    if _hub_offline():
         try:  # streaming needs the network: use the downloaded copy
             return datasets.load_dataset(path, **kw)
         except (ConnectionError, FileNotFoundError) as e:
@@ -1235,10 +1435,14 @@ def _cifar_subset(name, group, member, processor, split, n, seed):
     return _process_images(processor, images), torch.tensor(labels, dtype=torch.long)
 
 
+def _hash_mod(text: str, mod: int) -> int:
+    """A hash of ``text`` modulo ``mod``: the same on every machine and run."""
+    return int(hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:8], 16) % mod
+
+
 def _doc_in_eval(text: str) -> bool:
     """Split of a document of a single-split hub set: a hash, stable across runs."""
-    return int(hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:8], 16) \
-        % HUB_EVAL_MOD == 0
+    return _hash_mod(text, HUB_EVAL_MOD) == 0
 
 
 def _hub_text(name, group, member, tokenizer, split, n_blocks, block_len, seed) -> torch.Tensor:

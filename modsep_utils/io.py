@@ -9,23 +9,31 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MODSEP_DATA", ROOT / "data"))
+_UMASK_LOCK = threading.Lock()
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The file (or folder) gets the permissions the user's umask gives a new one: ``mkstemp``
+    creates it readable by its owner only.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, (0o777 if os.path.isdir(tmp) else 0o666) & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.isdir(tmp):
@@ -36,10 +44,29 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere ``os.umask`` must set it to read
+    it, so it is set straight back (under a lock, against this process's other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+        _dump_json(obj, tmp)
+
+
+def _dump_json(obj: Any, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -72,33 +99,60 @@ def _jsonable(x: Any):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
+def _canonical(parts: Any) -> str:
+    return json.dumps(parts, sort_keys=True, default=_jsonable)
+
+
 def content_key(*parts: Any) -> str:
     """A short hash of the JSON form of ``parts``: the cache key of a computation's inputs."""
-    blob = json.dumps(parts, sort_keys=True, default=_jsonable).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return hashlib.sha256(_canonical(parts).encode()).hexdigest()[:16]
+
+
+class CacheWarning(UserWarning):
+    """A cache file could not be used (unreadable, or written for other inputs): recomputed."""
 
 
 def cached_tensors(kind: str, key_parts: Any, compute):
-    """Load the dict of tensors cached under ``DATA/cache/<kind>/<key>.pt`` or compute and save it.
+    """Load the value (a dict of tensors, ...) cached under ``DATA/cache/<kind>/<key>.pt`` or
+    compute and save it.
 
     The key is the content hash of ``key_parts`` (every input that changes the result), so a
-    cache written from other inputs is never reused.
+    cache written from other inputs is never reused; the file holds ``{"inputs": key_parts,
+    "value": value}`` and the inputs are compared on load too. A file that cannot be read or
+    holds other inputs is reported (:class:`CacheWarning`), deleted and recomputed.
     """
     import torch
-    path = DATA / "cache" / kind / f"{content_key(key_parts)}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    value = compute()
-    with atomic_path(path) as tmp:
-        torch.save(value, tmp)
-    return value
+    return _cached(DATA / "cache" / kind / f"{content_key(key_parts)}.pt", key_parts, compute,
+                   load=lambda p: torch.load(p, weights_only=True), save=torch.save)
 
 
 def cached_json(kind: str, key_parts: Any, compute):
-    """Like :func:`cached_tensors` for JSON-serialisable results."""
-    path = DATA / "cache" / kind / f"{content_key(key_parts)}.json"
+    """Like :func:`cached_tensors` for JSON-serialisable results (``<key>.json``)."""
+    return _cached(DATA / "cache" / kind / f"{content_key(key_parts)}.json", key_parts, compute,
+                   load=read_json, save=_dump_json)
+
+
+def _cached(path: Path, key_parts: Any, compute, load, save):
     if path.exists():
-        return read_json(path)["value"]
+        try:
+            entry = load(path)
+        except MemoryError:
+            raise
+        except Exception as e:  # any way a file fails to load: truncated, garbage, foreign
+            problem = f"unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        else:
+            if not (isinstance(entry, dict) and set(entry) == {"inputs", "value"}):
+                problem = "not a cache entry {inputs, value}"
+            elif _canonical(entry["inputs"]) != _canonical(key_parts):
+                problem = "written for other inputs than its key's"
+            else:
+                return entry["value"]
+        warnings.warn(f"cache file {path} is {problem}: deleted, recomputing", CacheWarning,
+                      stacklevel=3)
+        path.unlink(missing_ok=True)
     value = compute()
-    write_json(path, {"inputs": key_parts, "value": value})
+    # the inputs in their JSON form: what a weights-only torch.load accepts, and compares equal
+    entry = {"inputs": json.loads(_canonical(key_parts)), "value": value}
+    with atomic_path(path) as tmp:
+        save(entry, tmp)
     return value

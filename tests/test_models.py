@@ -283,9 +283,22 @@ def test_vit_build_on_tiny_data(data_dir, tmp_path, monkeypatch):
                                                "num_hidden_layers": 1, "num_attention_heads": 2,
                                                "intermediate_size": 32})
     monkeypatch.setattr(models, "_build_vit", REAL_BUILD["vit"])
-    model, proc = load_model("embedded-vit")
-    folder = models.cache_dir("embedded-vit")
+    # the embedded ViT is installed from the committed weights; training is what
+    # `make retrain-vit` runs: train into a folder, then load it like any saved model
+    folder = tmp_path / "trained"
+    result = None
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(models, "SHIPPED_VIT", shipped)
+    (shipped / "train_info.json").write_text(json.dumps({"test_accuracy": 2.0}))
+    with pytest.raises(RuntimeError, match="differs from the shipped"):
+        models.retrain_vit(folder, progress=False)
+    model, proc = load_model(str(folder))
     train_info = json.loads((folder / "train_info.json").read_text())
+    (shipped / "train_info.json").write_text(json.dumps({"test_accuracy":
+                                                         train_info["test_accuracy"]}))
+    result = models.retrain_vit(tmp_path / "again", progress=False)
+    assert result["ok"] and result["difference"] == 0.0  # seeded: the same accuracy again
     assert train_info["epochs"] == 2 and train_info["seed"] == 0 and train_info["n_train"] == 64
     assert 0.0 <= train_info["test_accuracy"] <= 1.0 and len(train_info["history"]) == 2
     assert model.config.id2label[9] == "Ankle boot" and model.config.num_channels == 1
@@ -302,11 +315,47 @@ def test_vit_build_on_tiny_data(data_dir, tmp_path, monkeypatch):
     assert np.allclose(px[:, 0].numpy(), expect, atol=1e-5)
     assert model(pixel_values=px).logits.shape == (5, 10)
 
-    # same seed, fresh DATA: the same weights
-    first = _state(model)
-    monkeypatch.setattr(models, "DATA", tmp_path / "again")
-    again, _ = load_model("embedded-vit")
-    assert _same(first, _state(again))
+    # same seed: the same weights
+    again, _ = load_model(str(tmp_path / "again"))
+    assert _same(_state(model), _state(again))
+
+
+def test_shipped_vit_is_installed_with_its_digest_checked(data_dir, tmp_path, monkeypatch):
+    model, _ = load_model("embedded-vit")
+    folder = models.cache_dir("embedded-vit")
+    assert models._file_digest(folder / "model.safetensors") == models.shipped_vit_digest()
+    assert model.config.num_hidden_layers == models.VIT_CONFIG["num_hidden_layers"]
+    # a damaged committed file is refused with the command that restores it
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in models.SHIPPED_VIT.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    with open(bad / "model.safetensors", "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff")
+    monkeypatch.setattr(models, "SHIPPED_VIT", bad)
+    monkeypatch.setattr(models, "DATA", tmp_path / "fresh")
+    with pytest.raises(ModelUnavailable, match="git checkout"):
+        load_model("embedded-vit")
+
+
+def test_model_fingerprints_follow_the_content(tmp_path):
+    from modsep_utils import activations
+    from tiny import tiny_vit
+    m = tiny_vit(num_labels=3)
+    m.save_pretrained(tmp_path / "m")
+    a = models.model_source(str(tmp_path / "m"))
+    assert models.model_source(str(tmp_path / "m")) == a  # same files: same key
+    with torch.no_grad():
+        next(m.parameters()).add_(1.0)
+    time.sleep(0.01)
+    m.save_pretrained(tmp_path / "m")  # retrained in place: a new key, in the same process
+    assert models.model_source(str(tmp_path / "m")) != a
+    assert models.state_digest(m) != models.state_digest(tiny_vit(num_labels=3))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelUnavailable, match="empty.*save_pretrained"):
+        load_model(str(empty))
 
 
 # ---------------------------------------------------------------------------------------------

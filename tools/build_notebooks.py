@@ -229,7 +229,13 @@ for drop in drops:
     print(label, "headline agrees with its matrix:",
           pruning.headline_agrees(results[label], matrices[label], searches[label]))
     print(label, "saved fractions match this run:",
-          pruning.load_fractions(cfg, drop) == json.loads(json.dumps(searches[label])))"""),
+          pruning.load_fractions(cfg, drop) == json.loads(json.dumps(searches[label])))
+# the key numbers equal the committed ones within 0.02 (results/expected/<profile>_<experiment>.json;
+# CI runs the smoke ViT profile, whose numbers are committed)
+from modsep_utils import reproduction
+same = reproduction.matches_expected(profile, experiment, "03_selective_pruning", headline)
+print("key numbers match the committed ones:",
+      "no committed numbers for this profile" if same is None else same)"""),
 ]
 
 

@@ -17,7 +17,11 @@ Edge cases, both variants: ``N = 0`` gives NaN (no selection, no distribution). 
 "authors" gives 0.0, which is what their formula returns (``x = 1``, an empty sum).
 
 Chance is well above 0.5 for small selections, so report :func:`random_selection_auc` and the
-capacity-limited best :func:`best_auc` beside any measured area.
+capacity-limited best :func:`best_auc` beside any measured area, and how far beyond chance an
+area lies as a z-score (:func:`zscore`: in standard deviations of a random selection's area).
+Random-model baselines are computed for every random-init seed (:func:`seed_tables`,
+:func:`seeds_summary`), and the whole comparison at several selection fractions
+(:func:`fraction_sweep`, :func:`auc_vs_fraction`).
 """
 from __future__ import annotations
 
@@ -207,12 +211,28 @@ def plot_lorenz(curves: Mapping[str, Sequence[float]], aucs: Mapping[str, float]
     return fig
 
 
+def _band_line(ax, name: str, d: Mapping, n_layers: int | None) -> int:
+    """One curve of ``{"mean": [x], "std": [x] or None}``: a line with a band of +- std;
+    returns the number of points (checked against ``n_layers``)."""
+    mean = np.asarray(d["mean"], dtype=float)
+    if n_layers is not None and len(mean) != n_layers:
+        raise ValueError(f"curves[{name!r}] has {len(mean)} layers, others {n_layers}")
+    x = np.arange(len(mean)) if d.get("x") is None else np.asarray(d["x"], dtype=float)
+    (line,) = ax.plot(x, mean, marker=".", label=name, **d.get("style", {}))
+    if d.get("std") is not None:
+        std = np.asarray(d["std"], dtype=float)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+    return len(mean)
+
+
 def plot_auc_by_layer(curves: Mapping[str, Sequence], *, layer_names: Sequence[str] | None = None,
                       title: str | None = None, ylabel: str = "normalised Lorenz AUC", ax=None):
     """Figure 6b/c: per layer, mean +- std over subsets, one line per curve name.
 
     ``curves[name]``: ``[subsets, layers]`` (mean and std over subsets, NaN ignored, drawn as
-    a line and a band) or ``[layers]`` (one line, e.g. a baseline). Returns the Figure.
+    a line and a band), ``[layers]`` (one line, e.g. a baseline), or ``{"mean": [layers],
+    "std": [layers]}`` (a line and a band of +- ``std``, e.g. the spread over seeds; None or a
+    missing ``std`` draws no band). Returns the Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -222,6 +242,9 @@ def plot_auc_by_layer(curves: Mapping[str, Sequence], *, layer_names: Sequence[s
         fig = ax.figure
     n_layers = None
     for name, values in curves.items():
+        if isinstance(values, Mapping):
+            n_layers = _band_line(ax, name, values, n_layers)
+            continue
         v = np.asarray(values, dtype=float)
         if v.ndim not in (1, 2):
             raise ValueError(f"curves[{name!r}] must be [layers] or [subsets, layers]; "
@@ -288,7 +311,9 @@ def auc_table(labels: Mapping, masks: Mapping, k: int, *, n_draws: int = 200, se
     - best: the capacity-limited most concentrated selection of the same size.
 
     Returns ``{"names", "k", "cluster_size", "n_selected" [subsets, layers], variant: {curve:
-    [subsets, layers] array}}`` for each of ``variants``.
+    [subsets, layers] array}}`` for each of ``variants``, and ``chance_std``: ``{variant:
+    [subsets, layers]}``, the standard deviation of one random selection's area (for
+    :func:`zscore`).
     """
     lab = {}
     for kind in ("trained", "random"):
@@ -313,7 +338,7 @@ def auc_table(labels: Mapping, masks: Mapping, k: int, *, n_draws: int = 200, se
         raise ValueError("the random model's selections differ in size from the trained "
                          "model's: select the same fraction per layer for both")
     table: dict = {"names": names, "k": int(k), "cluster_size": int(size),
-                   "n_selected": n_sel, "n_draws": int(n_draws)}
+                   "n_selected": n_sel, "n_draws": int(n_draws), "chance_std": {}}
     # chance and best depend on the per-layer sizes only: compute once per distinct size
     sizes = sorted({int(n) for n in n_sel.ravel()})
     for variant in variants:
@@ -322,13 +347,15 @@ def auc_table(labels: Mapping, masks: Mapping, k: int, *, n_draws: int = 200, se
         for name, clusters, neurons in PAIRINGS:
             curves[name] = np.stack([auc_by_layer(lab[clusters], s, k, variant)
                                      for s in sel[neurons]])
-        chance = {n: float(np.mean(random_selection_auc(lab["trained"][0], n, k, n_draws,
-                                                        seed, variant))) if n else np.nan
-                  for n in sizes}
+        draws = {n: random_selection_auc(lab["trained"][0], n, k, n_draws, seed, variant)
+                 for n in sizes if n}
+        chance = {n: float(draws[n].mean()) if n else np.nan for n in sizes}
+        chance_sd = {n: float(draws[n].std(ddof=1)) if n else np.nan for n in sizes}
         best = {n: best_auc(n, k, size, variant) if n else np.nan for n in sizes}
-        curves[CHANCE] = np.vectorize(chance.get, otypes=[float])(n_sel)
-        curves[BEST] = np.vectorize(best.get, otypes=[float])(n_sel)
+        per_size = lambda d: np.vectorize(d.get, otypes=[float])(n_sel)  # noqa: E731
+        curves[CHANCE], curves[BEST] = per_size(chance), per_size(best)
         table[variant] = curves
+        table["chance_std"][variant] = per_size(chance_sd)
     return table
 
 
@@ -336,40 +363,6 @@ def _nan_stats(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(v, axis=0), np.nanstd(v, axis=0)
-
-
-def table_summary(table: Mapping) -> dict:
-    """Plain numbers of :func:`auc_table`: per variant and curve, ``mean``/``std`` over
-    subsets by layer ``[layers]`` and ``overall`` (mean over subsets and layers). NaN (an
-    empty selection) becomes None."""
-    fin = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731
-    out = {"names": list(table["names"]), "k": table["k"], "cluster_size": table["cluster_size"],
-           "n_selected_per_layer": np.asarray(table["n_selected"]).tolist()}
-    for variant in VARIANTS:
-        if variant not in table:
-            continue
-        out[variant] = {}
-        for curve, v in table[variant].items():
-            v = np.asarray(v, dtype=float)
-            mean, std = _nan_stats(v)
-            out[variant][curve] = {"mean": [fin(x) for x in mean], "std": [fin(x) for x in std],
-                                   "overall": fin(np.nanmean(v)) if np.isfinite(v).any()
-                                   else None}
-    return out
-
-
-def format_table_summary(s: Mapping) -> str:
-    """Text: for each variant and curve, the mean AUC over subsets by layer and overall."""
-    rows = []
-    for variant in VARIANTS:
-        if variant not in s:
-            continue
-        rows.append(f"{variant} AUC, mean over {len(s['names'])} subsets, by layer:")
-        for curve, d in s[variant].items():
-            by_layer = " ".join("  nan" if x is None else f"{x:.3f}" for x in d["mean"])
-            overall = "nan" if d["overall"] is None else f"{d['overall']:.3f}"
-            rows.append(f"  {curve:36s} {overall}  | {by_layer}")
-    return "\n".join(rows)
 
 
 def mean_random_curve(labels, n_selected: int, k: int, n_draws: int = 200,
@@ -435,33 +428,324 @@ def within_bounds(table: Mapping) -> bool:
     return ok
 
 
-def plot_auc_panels(s: Mapping, *, title: str = "", layer_names: Sequence[str] | None = None,
-                    table: Mapping | None = None):
-    """Figure 6b/c: one panel per variant (exact, authors), AUC by layer, mean +- std over
-    subsets for every curve. ``table`` (:func:`auc_table`) gives the bands; ``s`` its
-    :func:`table_summary` (used for the variants present). Returns the Figure."""
+#: the chance band is the mean +- this many standard deviations of one random selection's area
+CHANCE_SD = 2
+
+
+def zscore(observed, chance_mean, chance_std) -> np.ndarray:
+    """``(observed - chance_mean) / chance_std``, elementwise (any one shape, e.g. ``[subsets,
+    layers]``): how many standard deviations of a random selection of the same size an area
+    lies above chance. NaN where the chance spread is 0 or undefined (a selection of every
+    neuron, or of one, has a single possible area: "beyond chance" means nothing there)."""
+    obs, mean, std = (np.asarray(x, dtype=float) for x in (observed, chance_mean, chance_std))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(std > 0, (obs - mean) / np.where(std > 0, std, 1.0), np.nan)
+
+
+def table_zscores(table: Mapping, variant: str = "exact") -> dict[str, np.ndarray]:
+    """:func:`zscore` of every pairing of :func:`auc_table` (:data:`PAIRINGS`): name ->
+    ``[subsets, layers]``. Chance is drawn against the trained clustering; for balanced
+    clusters its distribution does not depend on which clustering."""
+    t = table[variant]
+    return {name: zscore(t[name], t[CHANCE], table["chance_std"][variant])
+            for name, _, _ in PAIRINGS}
+
+
+def one_seed(by_seed: Mapping, seed: int | None = None) -> dict:
+    """``{"trained": x, "random": y}`` from ``{"trained": x, "random": {seed: y, ...}}``: the
+    layout of :func:`auc_table` and :func:`example_curves` for one random seed (default: the
+    first, the default random model)."""
+    rand = by_seed["random"]
+    seed = next(iter(rand)) if seed is None else seed
+    return {"trained": by_seed["trained"], "random": rand[seed]}
+
+
+def seed_tables(labels: Mapping, masks: Mapping, k: int, **kwargs) -> dict[int, dict]:
+    """:func:`auc_table` for each random-init model: ``{seed: table}``.
+
+    ``labels``: ``{"trained": [layers, neurons], "random": {seed: [layers, neurons]}}``
+    (:func:`moe.labels_by_seed`); ``masks``: ``{"trained": {subset: bool [layers, neurons]},
+    "random": {seed: {subset: ...}}}`` (:func:`selections`), the same seeds. The trained
+    curve and chance are the same in every table (chance is drawn with the same ``seed``)."""
+    seeds = list(labels["random"])
+    if list(masks["random"]) != seeds:
+        raise ValueError(f"labels and masks must cover the same random seeds in one order; "
+                         f"got {seeds} and {list(masks['random'])}")
+    return {int(s): auc_table(one_seed(labels, s), one_seed(masks, s), k, **kwargs)
+            for s in seeds}
+
+
+def selections(trained_scores: Mapping, random_scores: Mapping, frac: float) -> dict:
+    """The top ``frac`` of every layer, per subset: ``{"trained": {subset: bool [layers,
+    neurons]}, "random": {seed: {...}}}`` from ``trained_scores`` (subset -> ``[layers,
+    neurons]``) and ``random_scores`` (seed -> subset -> scores; :func:`overlap.seed_scores`)."""
+    from .overlap import masks_at
+    return {"trained": masks_at(trained_scores, frac, per_layer=True),
+            "random": {s: masks_at(sc, frac, per_layer=True) for s, sc in random_scores.items()}}
+
+
+def fraction_sweep(labels: Mapping, trained_scores: Mapping, random_scores: Mapping, k: int,
+                   fracs: Sequence[float], **kwargs) -> dict[float, dict]:
+    """:func:`seeds_summary` at each selection fraction: ``{frac: summary}`` (the top ``frac``
+    of every layer, :func:`selections`; ``labels`` as :func:`seed_tables` takes them,
+    ``kwargs`` go to :func:`auc_table`). Feed it to :func:`auc_vs_fraction`."""
+    return {float(f): seeds_summary(seed_tables(
+        labels, selections(trained_scores, random_scores, f), k, **kwargs)) for f in fracs}
+
+
+def _spread_entry(per_seed: Sequence, over_seeds: bool) -> dict:
+    """One curve of :func:`seeds_summary` from its ``[subsets, layers]`` array per seed.
+
+    ``over_seeds`` False (a curve that does not depend on the random model): the first
+    array's mean and sd over subsets by layer, ``overall`` its mean and ``overall_std`` the sd
+    over subsets of each subset's mean over layers. True: the same means per seed, then their
+    mean and sample sd over seeds (:func:`overlap.seed_spread`), ``by_seed`` the overall values.
+    """
+    from .overlap import _plain, seed_spread
+    with warnings.catch_warnings():  # an all-NaN layer (no selection) stays NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        arrs = [np.asarray(v, dtype=float) for v in per_seed]
+        by_layer = [np.nanmean(v, axis=0) for v in arrs]
+        overall = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in arrs]
+        if not over_seeds:
+            return {"mean": _plain(by_layer[0]), "std": _plain(np.nanstd(arrs[0], axis=0)),
+                    "overall": _plain(overall[0]),
+                    "overall_std": _plain(np.nanstd(np.nanmean(arrs[0], axis=1))),
+                    "band": f"sd over {arrs[0].shape[0]} subsets"}
+    layers, total = seed_spread(by_layer), seed_spread(overall)
+    return {"mean": layers["mean"], "std": layers["std"], "overall": total["mean"],
+            "overall_std": total["std"], "by_seed": total["by_seed"],
+            "band": f"sd over {len(arrs)} seeds"}
+
+
+def seeds_summary(tables: Mapping[int, Mapping]) -> dict:
+    """Plain numbers of :func:`seed_tables` (seed -> :func:`auc_table`) for notebook 06.
+
+    Per variant and curve: ``mean`` and ``std`` by layer ``[layers]``, ``overall``,
+    ``overall_std`` and ``band`` (what the std is):
+
+    - trained clusters x trained neurons: over subsets (it does not depend on the seed);
+    - the pairings with a random model: mean over subsets per seed, then mean and sd over the
+      seeds (one random model is one draw; the band is how much the draw matters);
+    - chance: ``std`` the sd of one random selection's area (the band is +- :data:`CHANCE_SD`
+      of it); best achievable: no band.
+
+    ``z``: ``{pairing: ...}`` the same for :func:`table_zscores` (area beyond chance in
+    chance's sds). One z serves both variants: for a given selection size and ``k`` both
+    areas are sums of the same ``S_j`` (the authors' is the exact one times ``(x - 1) / x``),
+    so the z-scores are identical; they are computed on "exact" when present. Also ``names``,
+    ``k``, ``cluster_size``, ``n_selected_per_layer`` ``[subsets, layers]`` and ``seeds``.
+    NaN becomes None.
+    """
+    seeds = [int(s) for s in tables]
+    first = tables[seeds[0]]
+    out = {"names": list(first["names"]), "k": first["k"],
+           "cluster_size": first["cluster_size"],
+           "n_selected_per_layer": np.asarray(first["n_selected"]).tolist(), "seeds": seeds}
+    random_pairing = {name: "random" in (c, n) for name, c, n in PAIRINGS}
+    for variant in VARIANTS:
+        if variant not in first:
+            continue
+        out[variant] = {}
+        for curve in first[variant]:
+            entry = _spread_entry([tables[s][variant][curve] for s in seeds],
+                                  random_pairing.get(curve, False))
+            if curve == CHANCE:  # the band of chance is the spread of one random selection
+                sd = _spread_entry([first["chance_std"][variant]], False)
+                entry.update(std=sd["mean"], overall_std=sd["overall"],
+                             band=f"{CHANCE_SD} sd of a random selection")
+            elif curve == BEST:
+                entry.update(std=None, overall_std=None, band="")
+            out[variant][curve] = entry
+    variant = "exact" if "exact" in first else next(v for v in VARIANTS if v in first)
+    zs = {s: table_zscores(tables[s], variant) for s in seeds}
+    out["z"] = {name: _spread_entry([zs[s][name] for s in seeds], random_pairing[name])
+                for name, _, _ in PAIRINGS}
+    return out
+
+
+def above_chance(s: Mapping, variant: str = "exact", n_sd: float = CHANCE_SD) -> bool:
+    """True when the trained model's mean area (trained clusters x trained neurons, over
+    layers and subsets, :func:`seeds_summary`) lies above the chance band: chance's mean +
+    ``n_sd`` sds of one random selection's area. (Could fail: a trained model whose selected
+    neurons do not concentrate in its clusters - the paper's LM result.)"""
+    d = s[variant]
+    trained, chance = d[PAIRINGS[0][0]]["overall"], d[CHANCE]
+    if trained is None or chance["overall"] is None or chance["overall_std"] is None:
+        return False
+    return bool(trained > chance["overall"] + n_sd * chance["overall_std"])
+
+
+def near_chance(s: Mapping, pairing: str = PAIRINGS[2][0], n_sd: float = CHANCE_SD) -> bool:
+    """True when ``pairing``'s mean z beyond chance (:func:`seeds_summary`, over layers,
+    subsets and seeds) lies within +- ``n_sd``. For random-model clusters x trained neurons it
+    should: clusters of other weights know nothing of the trained selection. (Could fail: the
+    random model's clusters were the trained model's, or its weights were not random.)"""
+    z = s["z"][pairing]["overall"]
+    return z is not None and bool(abs(z) < n_sd)
+
+
+def _fmt(x, sd=None) -> str:
+    text = "  nan" if x is None else f"{x:.3f}"
+    return text if sd is None else f"{text} ± {sd:.3f}"
+
+
+def format_seeds_summary(s: Mapping) -> str:
+    """Text of :func:`seeds_summary`: per variant and curve the overall mean (± its sd,
+    see ``band``) and the mean by layer; then the z-scores beyond chance by layer."""
+    rows = [f"random-init models: seeds {s['seeds']} (random curves: mean ± sd over seeds)"]
+    for variant in VARIANTS:
+        if variant not in s:
+            continue
+        rows.append(f"{variant} AUC, mean over {len(s['names'])} subsets, by layer:")
+        for curve, d in s[variant].items():
+            by_layer = " ".join(_fmt(x) for x in d["mean"])
+            rows.append(f"  {curve:36s} {_fmt(d['overall'], d['overall_std']):15s} | {by_layer}")
+    rows.append("AUC beyond chance, z = (AUC - chance mean) / chance sd (either variant), "
+                "by layer:")
+    for name, d in s["z"].items():
+        by_layer = " ".join("  nan" if x is None else f"{x:+5.1f}" for x in d["mean"])
+        overall = "nan" if d["overall"] is None else f"{d['overall']:+.2f}"
+        sd = "" if d["overall_std"] is None else f" ± {d['overall_std']:.2f}"
+        rows.append(f"  {name:36s} {overall + sd:15s} | {by_layer}")
+    return "\n".join(rows)
+
+
+def _panel_curves(entries: Mapping, n_sd: Mapping[str, float] | None = None) -> dict:
+    """name (with its band) -> ``{"mean", "std"}`` for :func:`plot_auc_by_layer` from the
+    entries of :func:`seeds_summary` (``n_sd[name]`` scales a band, e.g. chance's 2 sd)."""
+    out = {}
+    for name, d in entries.items():
+        scale = (n_sd or {}).get(name, 1)
+        std = None if d["std"] is None else np.asarray(d["std"], dtype=float) * scale
+        band = f" (± {d['band']})" if d.get("band") else ""
+        out[name + band] = {"mean": d["mean"], "std": std}
+    return out
+
+
+def plot_auc_panels(s: Mapping, *, title: str = "", layer_names: Sequence[str] | None = None):
+    """Figure 6b/c from :func:`seeds_summary`: one panel per variant (exact, authors), AUC by
+    layer for every curve with its band (trained: sd over subsets; random models: sd over
+    seeds; chance: +- 2 sd of one random selection), and a panel of the z-scores beyond
+    chance by layer. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     variants = [v for v in VARIANTS if v in s]
-    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2),
+    fig, axes = plt.subplots(1, len(variants) + 1, figsize=(6.2 * (len(variants) + 1), 4.4),
                              constrained_layout=True, squeeze=False)
-    for ax, variant in zip(axes[0], variants):
-        curves = {name: np.asarray(table[variant][name], dtype=float) for name in
-                  table[variant]} if table is not None else \
-                 {name: [np.nan if x is None else x for x in d["mean"]]
-                  for name, d in s[variant].items()}
+    panels = [(variant, _panel_curves(s[variant], {CHANCE: CHANCE_SD}),
+               f"normalised Lorenz AUC ({variant})", f"{variant} AUC (k = {s['k']})")
+              for variant in variants]
+    panels.append(("z", _panel_curves(s["z"]), "z = (AUC - chance) / sd of chance",
+                   "AUC beyond chance"))
+    for ax, (_, curves, ylabel, name) in zip(axes[0], panels):
         plot_auc_by_layer(curves, layer_names=layer_names, ax=ax,
-                          title=f"{title} {variant} AUC (k = {s['k']})".strip(),
-                          ylabel=f"normalised Lorenz AUC ({variant})")
+                          title=f"{title} {name}".strip(), ylabel=ylabel)
         # below the axes: inside, the legend hides the bands
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+    z_ax = axes[0][-1]
+    z_ax.axhline(0, color="0.5", lw=0.8, ls="--")
+    z_ax.axhline(CHANCE_SD, color="0.5", lw=0.8, ls=":")
     return fig
 
 
+def auc_vs_fraction(summaries: Mapping[float, Mapping], variant: str = "exact") -> dict:
+    """The overall area against the selection fraction, from one :func:`seeds_summary` per
+    fraction (``{frac: summary}``): ``{"fracs" [F], "n_selected" [F] (neurons per layer),
+    "seeds", "variant", "curves": {curve: {"mean" [F], "std" [F] or None, "band"}}, "z":
+    {pairing: {"mean" [F], "std" [F] or None, "band"}}}``. ``mean`` is each summary's
+    ``overall`` (over layers and subsets; random models: mean over seeds) and ``std`` its
+    ``overall_std`` (see ``band``). A result near chance at one fraction (the LM at 3.4%)
+    reads differently when the trained curve leaves chance at another."""
+    fracs = [float(f) for f in summaries]
+    if not fracs:
+        raise ValueError("need a summary for at least one fraction")
+    ss = [summaries[f] for f in summaries]
+
+    def series(entries) -> dict:
+        names = list(entries(ss[0]))
+        return {name: {"mean": [entries(x)[name]["overall"] for x in ss],
+                       "std": None if entries(ss[0])[name]["overall_std"] is None
+                       else [entries(x)[name]["overall_std"] for x in ss],
+                       "band": entries(ss[0])[name]["band"]} for name in names}
+
+    return {"fracs": fracs, "variant": variant, "seeds": ss[0]["seeds"],
+            "n_selected": [x["n_selected_per_layer"][0][0] for x in ss],
+            "curves": series(lambda x: x[variant]), "z": series(lambda x: x["z"])}
+
+
+def format_auc_vs_fraction(d: Mapping) -> str:
+    """Text of :func:`auc_vs_fraction`: one row per fraction."""
+    names = list(d["curves"])
+    short = [n.split(" (")[0].replace(" clusters", "").replace(" neurons", "") for n in names]
+    head = "fraction  n/layer  " + "  ".join(f"{n:>16s}" for n in short)
+    rows = [f"{d['variant']} AUC over layers and subsets (± sd; random models over seeds "
+            f"{d['seeds']}), z of the trained curve beyond chance:", head]
+    tt = PAIRINGS[0][0]
+    for i, f in enumerate(d["fracs"]):
+        cells = []
+        for name in names:
+            c = d["curves"][name]
+            sd = None if c["std"] is None else c["std"][i]
+            cells.append(f"{_fmt(c['mean'][i], sd):>16s}")
+        z = d["z"][tt]["mean"][i]
+        rows.append(f"{f:8.1%}  {d['n_selected'][i]:7d}  " + "  ".join(cells)
+                    + ("" if z is None else f"   z = {z:+.1f}"))
+    return "\n".join(rows)
+
+
+def plot_auc_vs_fraction(d: Mapping, *, title: str = "", mark: float | None = None):
+    """The AUC against the selection fraction (:func:`auc_vs_fraction`): left, every curve with
+    its band (chance: +- 2 sd of one random selection); right, the z-scores beyond chance.
+    ``mark``: a fraction to mark (the profile's ``auc_frac``). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    x = np.asarray(d["fracs"], dtype=float)
+    panels = ((axes[0], _panel_curves(d["curves"], {CHANCE: CHANCE_SD}),
+               f"normalised Lorenz AUC ({d['variant']})"),
+              (axes[1], _panel_curves(d["z"]), "z = (AUC - chance) / sd of chance"))
+    for ax, curves, ylabel in panels:
+        for name, c in curves.items():
+            _band_line(ax, name, {**c, "x": x}, None)
+        ax.set_xscale("log")
+        ax.set_xticks(x, labels=[f"{f:.1%}" for f in x], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("fraction of every layer selected")
+        ax.set_ylabel(ylabel)
+        if mark is not None:
+            ax.axvline(mark, color="0.6", lw=0.8, ls="-.", label=f"auc_frac = {mark:.1%}")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
+    axes[1].axhline(0, color="0.5", lw=0.8, ls="--")
+    axes[1].axhline(CHANCE_SD, color="0.5", lw=0.8, ls=":")
+    axes[0].set_title(f"{title} AUC against the selection fraction".strip(), fontsize=9)
+    axes[1].set_title(f"{title} beyond chance".strip(), fontsize=9)
+    return fig
+
+
+def fraction_headline(d: Mapping) -> dict:
+    """The numbers of :func:`auc_vs_fraction` that go into ``headline.json``: per fraction,
+    the mean AUC of every curve (and its sd) and the trained curve's z beyond chance."""
+    return {"variant": d["variant"], "seeds": d["seeds"], "fracs": d["fracs"],
+            "n_selected_per_layer": d["n_selected"],
+            "auc": {name: {"mean": c["mean"], "std": c["std"]} for name, c in d["curves"].items()},
+            "z": {name: c["mean"] for name, c in d["z"].items()}}
+
+
 def headline(s: Mapping) -> dict:
-    """The numbers of :func:`table_summary` that go into ``headline.json``: per variant and
-    curve, the mean AUC by layer and overall."""
-    return {"k": s["k"], "cluster_size": s["cluster_size"],
-            **{variant: {curve: {"by_layer": d["mean"], "overall": d["overall"]}
-                         for curve, d in s[variant].items()}
-               for variant in VARIANTS if variant in s}}
+    """The numbers of :func:`seeds_summary` that go into
+    ``headline.json``: per variant and curve the mean AUC by layer, overall (and its sd where
+    the summary has one); the z-scores beyond chance by layer and overall."""
+    def pick(d):
+        out = {"by_layer": d["mean"], "overall": d["overall"]}
+        if d.get("overall_std") is not None:
+            out.update(overall_std=d["overall_std"], band=d["band"])
+        return out
+    out = {"k": s["k"], "cluster_size": s["cluster_size"],
+           **{variant: {curve: pick(d) for curve, d in s[variant].items()}
+              for variant in VARIANTS if variant in s}}
+    if "seeds" in s:
+        out["seeds"] = s["seeds"]
+    if "z" in s:
+        out["z"] = {name: pick(d) for name, d in s["z"].items()}
+    return out

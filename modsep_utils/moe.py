@@ -275,18 +275,39 @@ def cluster_sites(model, cluster_size: int, *, k: int | None = None, seed: int =
 
 
 def model_clusterings(cfg: dict, progress: bool = True) -> dict[str, Clustering]:
-    """MoEfication of the profile's trained and random model: ``{"trained": Clustering,
-    "random": Clustering}`` with ``k = choose_k(d_mlp, moe_cluster_size)``, ``n_init =
-    moe_n_init`` and ``random_state = 0`` (REFERENCE.md). Notebooks 05, 06 and 07 all call
-    this; after the first, every layer comes from the cache."""
-    from .activations import get_model
+    """MoEfication of the profile's trained model and of one random-init model per seed of
+    ``cfg["random_seeds"]``: ``{"trained": Clustering, "random": Clustering, "random seed 1":
+    Clustering, ...}`` (keys from :func:`overlap.random_kind`: "random" is the first seed's, the
+    default random model) with ``k = choose_k(d_mlp, moe_cluster_size)``, ``n_init =
+    moe_n_init`` and ``random_state = 0`` (REFERENCE.md). Each clustering's ``meta`` records
+    ``random_init`` and ``model_seed`` (None for the trained model).
+
+    Notebooks 05, 06 and 07 all call this; the labels are cached by the content of the weights,
+    so after the first call every layer of every model comes from the cache."""
+    from .activations import get_model, random_seeds
+    from .overlap import random_kind
+    seeds = random_seeds(cfg)
+    models = [("trained", False, seeds[0])] + [(random_kind(s, seeds), True, s) for s in seeds]
     out = {}
-    for kind, random_init in (("trained", False), ("random", True)):
-        model, _ = get_model(cfg["model"], random_init, cfg["seed"], cfg["dtype"])
+    for kind, random_init, seed in models:
+        model, _ = get_model(cfg["model"], random_init, seed, cfg["dtype"])
         out[kind] = cluster_sites(model, cfg["moe_cluster_size"], seed=0,
                                   n_init=cfg["moe_n_init"],
                                   progress=f"MoEfication, {kind} model" if progress else False)
+        out[kind].meta.update(random_init=random_init,
+                              model_seed=int(seed) if random_init else None)
     return out
+
+
+def labels_by_seed(clusterings: dict[str, Clustering]) -> dict:
+    """``{"trained": [layers, neurons], "random": {seed: [layers, neurons]}}`` cluster labels of
+    :func:`model_clusterings`' result (the layout :func:`auc.seed_tables` takes)."""
+    rand = {c.meta["model_seed"]: c.labels for c in clusterings.values()
+            if c.meta.get("random_init")}
+    if "trained" not in clusterings or not rand:
+        raise ValueError(f"need the trained and at least one random-init clustering (from "
+                         f"model_clusterings); got {list(clusterings)}")
+    return {"trained": clusterings["trained"].labels, "random": rand}
 
 
 def check_labels(labels, n_layers: int, n_neurons: int, k: int | None = None) -> np.ndarray:
@@ -326,6 +347,8 @@ def summary(clusterings: dict[str, Clustering]) -> dict:
     for kind, c in clusterings.items():
         rand = np.asarray(c.meta.get("random_inertia", np.full(len(c.inertia), np.nan)))
         out[kind] = {
+            "random_init": bool(c.meta.get("random_init", kind != "trained")),
+            "model_seed": c.meta.get("model_seed"),
             "k": c.k, "cluster_size": int(c.labels.shape[1] // c.k),
             "cluster_size_wanted": c.meta.get("cluster_size_wanted"),
             "layers": int(c.labels.shape[0]), "neurons": int(c.labels.shape[1]),
@@ -342,17 +365,42 @@ def summary(clusterings: dict[str, Clustering]) -> dict:
 def format_summary(s: dict) -> str:
     """A small text table of :func:`summary`."""
     rows = []
+    w = max(8, *(len(kind) for kind in s))  # "random seed 2" is wider than "trained"
     for kind, d in s.items():
-        rows.append(f"{kind:8s} k = {d['k']} clusters of {d['cluster_size']} neurons "
+        rows.append(f"{kind:{w}s} k = {d['k']} clusters of {d['cluster_size']} neurons "
                     f"(wanted {d['cluster_size_wanted']}), {d['layers']} layers x "
                     f"{d['neurons']} neurons, n_init = {d['n_init']}")
-        rows.append(f"{'':8s} within-cluster SS / random balanced assignment, by layer: "
+        rows.append(f"{'':{w}s} within-cluster SS / random balanced assignment, by layer: "
                     + " ".join(f"{r:.3f}" for r in d["inertia_ratio"]))
         cached = sum(d["from_cache"])
-        rows.append(f"{'':8s} {d['seconds_per_layer_mean']:.2f} s per layer "
+        rows.append(f"{'':{w}s} {d['seconds_per_layer_mean']:.2f} s per layer "
                     f"({d['seconds_total']:.1f} s in all, as measured when computed; "
                     f"{cached}/{d['layers']} layers read from the cache now)")
+    spread = random_spread(s)
+    if spread:
+        rows.append(f"random init over seeds {spread['seeds']}: within-cluster SS / random, mean "
+                    f"over layers {_mean_sd(spread['inertia_ratio_mean'])}")
     return "\n".join(rows)
+
+
+def _mean_sd(sp: dict) -> str:
+    """``"mean ± sd"`` of a scalar :func:`overlap.seed_spread` (sd n/a for one seed)."""
+    sd = "n/a" if sp["std"] is None else f"{sp['std']:.3f}"
+    return f"{sp['mean']:.3f} ± {sd}"
+
+
+def random_spread(s: dict) -> dict:
+    """How the random-init models of :func:`summary` vary over their seeds: ``{"seeds",
+    "inertia_ratio": seed_spread of the ratio by layer ([layers] lists), "inertia_ratio_mean":
+    seed_spread of each seed's mean over layers}`` (:func:`overlap.seed_spread`); ``{}``
+    without a random-init model."""
+    from .overlap import seed_spread
+    rand = [d for d in s.values() if d["random_init"]]
+    if not rand:
+        return {}
+    return {"seeds": [d["model_seed"] for d in rand],
+            "inertia_ratio": seed_spread([d["inertia_ratio"] for d in rand]),
+            "inertia_ratio_mean": seed_spread([np.mean(d["inertia_ratio"]) for d in rand])}
 
 
 def plot_quality(s: dict):
@@ -363,13 +411,20 @@ def plot_quality(s: dict):
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    for kind, d in s.items():
+    markers = iter(".x+^v*")
+    for kind, d in s.items():  # the random-init seeds share a colour: one model, several draws
         x = np.arange(d["layers"])
-        axes[0].plot(x, d["inertia_ratio"], marker=".", label=f"{kind} (k={d['k']})")
-        axes[1].plot(x, d["seconds"], marker=".", label=kind)
+        style = dict(color="C3", marker=next(markers, "."), alpha=0.8) if d["random_init"] \
+            else dict(color="C0", marker=".")
+        label = f"random init, seed {d['model_seed']}" if d["random_init"] else kind
+        axes[0].plot(x, d["inertia_ratio"], label=f"{label} (k={d['k']})", **style)
+        axes[1].plot(x, d["seconds"], label=label, **style)
     axes[0].axhline(1.0, color="0.5", ls="--", lw=0.8, label="random balanced assignment")
     axes[0].set_ylabel("within-cluster SS / random")
-    axes[0].set_title("clustering quality (lower = tighter)", fontsize=9)
+    spread = random_spread(s)
+    over = (f"; random init, mean over layers: {_mean_sd(spread['inertia_ratio_mean'])} "
+            f"({len(spread['seeds'])} seeds)") if spread else ""
+    axes[0].set_title(f"clustering quality (lower = tighter){over}", fontsize=9)
     axes[1].set_ylabel("seconds")
     axes[1].set_ylim(bottom=0)
     axes[1].set_title("time per layer (when computed)", fontsize=9)
@@ -381,15 +436,34 @@ def plot_quality(s: dict):
 
 
 def headline(s: dict) -> dict:
-    """The numbers of :func:`summary` that go into ``headline.json``."""
-    return {kind: {"k": d["k"], "cluster_size": d["cluster_size"],
-                   "cluster_size_wanted": d["cluster_size_wanted"], "n_init": d["n_init"],
-                   "inertia_ratio_mean": float(np.mean(d["inertia_ratio"])),
-                   "seconds_per_layer_mean": d["seconds_per_layer_mean"]}
-            for kind, d in s.items()}
+    """The numbers of :func:`summary` that go into ``headline.json``: per model, and for the
+    random-init models their spread over seeds (``random_over_seeds``: seeds and the mean
+    inertia ratio's :func:`overlap.seed_spread`)."""
+    out = {kind: {"k": d["k"], "cluster_size": d["cluster_size"],
+                  "cluster_size_wanted": d["cluster_size_wanted"], "n_init": d["n_init"],
+                  "model_seed": d["model_seed"],
+                  "inertia_ratio_mean": float(np.mean(d["inertia_ratio"])),
+                  "seconds_per_layer_mean": d["seconds_per_layer_mean"]}
+           for kind, d in s.items()}
+    spread = random_spread(s)
+    if spread:
+        out["random_over_seeds"] = {"seeds": spread["seeds"],
+                                    "inertia_ratio_mean": spread["inertia_ratio_mean"]}
+    return out
 
 
 def tighter_than_random(s: dict) -> dict[str, bool]:
     """Per model of :func:`summary`: True when every layer's clustering has a lower
     within-cluster sum of squares than a random balanced assignment."""
     return {kind: bool((np.asarray(d["inertia_ratio"]) < 1).all()) for kind, d in s.items()}
+
+
+def tighter_than_random_models(s: dict) -> bool:
+    """True when the trained model's clusters are tighter (lower within-cluster SS relative to
+    a random balanced assignment) than every random-init model's, in every layer: trained
+    weights have structure that k-means can find; random ones should not. (Could fail: a
+    clustering of the wrong weights, or a trained model no more structured than noise.)"""
+    rand = [d["inertia_ratio"] for d in s.values() if d["random_init"]]
+    if "trained" not in s or not rand:
+        raise ValueError(f"need the trained and at least one random-init model; got {list(s)}")
+    return bool((np.asarray(s["trained"]["inertia_ratio"]) < np.min(rand, axis=0)).all())

@@ -4,9 +4,14 @@ For the neuron sets ``N_i`` selected for subsets ``i = 0..n-1`` (bool masks of o
 ``[layers, neurons]``), ``overlap(i, j) = |N_i ∩ N_j| / |N_i|``: the share of i's neurons that
 j also selected. It is *not* symmetric. Under random selections of the same sizes the expected
 overlap is ``|N_j| / N_total`` (REFERENCE.md), which :func:`chance_matrix` reports.
+
+The random-init model is one draw of weights: :func:`compare_seeds` compares the trained
+selections with each seed's (``random_seeds``) and reports the random numbers as mean ± sd
+over seeds (:func:`seed_spread`, also used by steps 05 and 06).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -121,7 +126,8 @@ def pattern_correlation(m1, m2) -> float:
     x, y = offdiag(a), offdiag(b)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+    # constant sides by their range: the float std of equal values need not be exactly 0
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
 
@@ -225,9 +231,12 @@ def plot_sorted_overlaps(trained, random, *, sort_by: str = "random", title: str
 
 def step03_path(results_dir, kind: str, drop: float):
     """Path of notebook 03's ``03_<kind>_drop<NN>.json`` (``kind``: "fractions" or
-    "cross_eval") for ``drop`` (e.g. 0.5 -> ``drop50``), named as notebook 03 writes it."""
+    "cross_eval") for ``drop`` (e.g. 0.5 -> ``drop50``), named as notebook 03 writes it
+    (:func:`pruning.drop_tag`)."""
     from pathlib import Path
-    return Path(results_dir) / f"03_{kind}_drop{int(drop * 100)}.json"
+
+    from .pruning import drop_tag
+    return Path(results_dir) / f"03_{kind}_{drop_tag(drop)}.json"
 
 
 def load_fractions(results_dir, drop: float, names: Sequence[str] | None = None
@@ -236,6 +245,8 @@ def load_fractions(results_dir, drop: float, names: Sequence[str] | None = None
 
     A missing file raises ``FileNotFoundError`` saying to run notebook 03 first; with
     ``names``, a subset missing from the file raises ``KeyError`` (03 ran on other subsets).
+    Reads the file as 03 writes it (``{"params", "fractions"}``) or bare; notebook 04 uses
+    :func:`pruning.load_fractions` instead, which also checks the recorded parameters.
     """
     from .io import read_json
     path = step03_path(results_dir, "fractions", drop)
@@ -245,6 +256,8 @@ def load_fractions(results_dir, drop: float, names: Sequence[str] | None = None
             f"pruning to a {drop:.0%} drop). Run 03 first, e.g. `python -m modsep_utils.run "
             f"--profile <profile> --experiment <experiment> --only 03`")
     fractions = read_json(path)
+    if "params" in fractions:  # notebook 03 records what they were computed with beside them
+        fractions = fractions["fractions"]
     bad = [n for n, f in fractions.items() if not isinstance(f, dict) or "frac" not in f]
     if bad:
         raise ValueError(f"{path}: entries {bad} have no 'frac'; re-run notebook 03")
@@ -285,17 +298,41 @@ def masks_at(scores: Mapping, frac, per_layer: bool = False) -> dict[str, np.nda
     return {n: top_fraction(s, fracs[n], per_layer=per_layer).numpy() for n, s in scores.items()}
 
 
-def model_scores(cfg: Mapping, names: Sequence[str]) -> dict[str, dict]:
-    """Scores of every subset for the trained and the random model:
-    ``{"trained": {name: [layers, neurons]}, "random": {...}}`` (statistics from step 01's
-    cache; the retain set as the profile says)."""
-    from .activations import all_stats
+def random_kind(seed: int, seeds: Sequence[int]) -> str:
+    """The key of the random-init model of ``seed`` among the profile's ``seeds``: "random" for
+    the first (the default random model of every notebook, and the only one notebook 07
+    shows), ``"random seed <s>"`` for the others."""
+    seeds = [int(s) for s in seeds]
+    if int(seed) not in seeds:
+        raise ValueError(f"seed {seed} is not one of the random seeds {seeds}")
+    return "random" if int(seed) == seeds[0] else f"random seed {int(seed)}"
+
+
+def seed_scores(cfg: Mapping, names: Sequence[str], seeds: Sequence[int] | None = None
+                ) -> tuple[dict, dict[int, dict]]:
+    """Scores of every subset for the trained model and for each random-init model:
+    ``(trained, randoms)`` with ``trained`` = ``{name: [layers, neurons]}`` and ``randoms`` =
+    ``{seed: {name: [layers, neurons]}}``, one per seed of ``cfg["random_seeds"]`` (or
+    ``seeds``). One random model is one draw: the seeds say how much a baseline owes to it.
+    Statistics come from step 01's cache (data sampled with ``cfg["seed"]`` for every model)."""
+    from .activations import all_stats, random_seeds
     from .scoring import all_scores
-    out = {}
-    for kind, random_init in (("trained", False), ("random", True)):
-        stats, retain = all_stats(dict(cfg), list(names), random_init=random_init)
-        out[kind] = all_scores(stats, retain, cfg["eps"])
-    return out
+    stats, retain = all_stats(dict(cfg), list(names), random_init=False)
+    trained = all_scores(stats, retain, cfg["eps"])
+    randoms = {}
+    for s in (random_seeds(dict(cfg)) if seeds is None else seeds):
+        stats, retain = all_stats(dict(cfg), list(names), random_init=True, model_seed=int(s))
+        randoms[int(s)] = all_scores(stats, retain, cfg["eps"])
+    return trained, randoms
+
+
+def model_scores(cfg: Mapping, names: Sequence[str]) -> dict[str, dict]:
+    """Scores of every subset for the trained and the default (first-seed) random model:
+    ``{"trained": {name: [layers, neurons]}, "random": {...}}`` (:func:`seed_scores` for all
+    the seeds)."""
+    from .activations import random_seeds
+    trained, randoms = seed_scores(cfg, names, random_seeds(dict(cfg))[:1])
+    return {"trained": trained, "random": next(iter(randoms.values()))}
 
 
 def fractions_from_03(fractions: Mapping[str, Mapping], fallback: float) -> dict[str, float]:
@@ -317,9 +354,10 @@ def selection_fractions(cfg: Mapping, names: Sequence[str]) -> tuple[dict[str, f
     ``(name -> fraction, info)`` with ``info`` = ``{"source", "drop", "not_reached"}``.
     """
     if cfg["experiment"] == "vit":
-        from .config import results_dir
+        from . import pruning
         drop = float(cfg["drops"][0])
-        fr = load_fractions(results_dir(dict(cfg)), drop, names)
+        # the loader that also checks they were computed with this run's parameters and weights
+        fr = pruning.load_fractions(dict(cfg), drop, names)
         not_reached = [n for n, f in fr.items() if not f.get("reached")]
         source = f"each class's fraction from notebook 03 (drop {drop:.0%})"
         if not_reached:
@@ -400,22 +438,115 @@ def compare_models(trained: Mapping, random: Mapping, families: Sequence[str] | 
             "summary": summary}
 
 
+#: keys of :func:`compare_models`' summary that depend on the random model (the others
+#: depend on the trained model's selections only): averaged over seeds by :func:`compare_seeds`
+RANDOM_KEYS = ("mean_random", "chance_random", "r_trained_random", "r_excess",
+               "within_family_random", "between_family_random")
+
+
+def _plain(x):
+    """A float (None for NaN: JSON has no NaN), or nested lists of them, from an array."""
+    a = np.asarray(x, dtype=float)
+    return _finite(a) if a.ndim == 0 else [_plain(v) for v in a]
+
+
+def seed_spread(values) -> dict:
+    """How one number, or one array of numbers, varies over the random-init models.
+
+    ``values``: one entry per seed, each a number or an array of one shape (e.g. ``[layers]``);
+    None and NaN (undefined, e.g. an empty selection) are left out of the statistics.
+    Returns ``{"n_seeds", "mean", "std", "min", "max", "by_seed"}``: floats for numbers,
+    (nested) lists of the entry's shape for arrays, None where no seed has a finite value.
+    ``std`` is the sample standard deviation (ddof = 1: the seeds are a sample of the random
+    models one could have drawn), None where fewer than 2 seeds have a finite value.
+    """
+    v = np.array(list(values), dtype=float)  # None -> NaN
+    if v.ndim == 0 or len(v) == 0:
+        raise ValueError("need one value per seed, at least one seed")
+    n = np.isfinite(v).sum(axis=0)
+    with warnings.catch_warnings():  # an all-NaN position stays NaN (None), quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, lo, hi = np.nanmean(v, 0), np.nanmin(v, 0), np.nanmax(v, 0)
+        std = np.where(n >= 2, np.nanstd(v, 0, ddof=1), np.nan)
+    return {"n_seeds": len(v), "mean": _plain(mean), "std": _plain(std), "min": _plain(lo),
+            "max": _plain(hi), "by_seed": _plain(v)}
+
+
+def compare_seeds(trained: Mapping, randoms: Mapping[int, Mapping],
+                  families: Sequence[str] | None = None) -> dict:
+    """:func:`compare_models` of the trained selections against each random-init model's.
+
+    ``trained``: subset -> bool mask ``[layers, neurons]``; ``randoms``: seed -> (subset -> bool
+    mask), the same subsets in the same order. A single random model is one draw of its
+    weights; the spread over seeds says how much of "the random model's pattern" is that draw.
+
+    Returns :func:`compare_models`' keys for the first seed (``random``, ``chance_random``: the
+    matrices a figure shows), plus ``seeds``, ``random_by_seed`` (seed -> ``[n, n]``) and a
+    ``summary`` whose :data:`RANDOM_KEYS` are the *mean over seeds*, with ``spread`` (key ->
+    :func:`seed_spread` over seeds) and ``random_seeds``.
+    """
+    seeds = [int(s) for s in randoms]
+    if not seeds:
+        raise ValueError("need the selections of at least one random-init model")
+    per = {s: compare_models(trained, randoms[s], families) for s in seeds}
+    out = dict(per[seeds[0]])
+    summary = dict(out["summary"])
+    spread = {key: seed_spread([per[s]["summary"][key] for s in seeds])
+              for key in RANDOM_KEYS if key in summary}
+    summary.update({key: sp["mean"] for key, sp in spread.items()})
+    summary.update(random_seeds=seeds, spread=spread)
+    out.update(seeds=seeds, random_by_seed={s: per[s]["random"] for s in seeds},
+               summary=summary)
+    return out
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:5.1f}%"
+
+
+def spread_text(summary: Mapping, key: str, percent: bool = False) -> str:
+    """``summary[key]`` as text with its spread over seeds when the summary has one (from
+    :func:`compare_seeds`), e.g. ``"15.5% ± 1.2% (3 seeds)"`` or ``"+0.82 ± 0.05 (3 seeds)"``."""
+    fmt = (lambda x: _pct(x).strip()) if percent else \
+        (lambda x: "n/a" if x is None else f"{x:+.2f}")  # noqa: E731
+    text = fmt(summary[key])
+    sp = summary.get("spread", {}).get(key)
+    if sp is not None and sp["std"] is not None:
+        std = f"{100 * sp['std']:.1f}%" if percent else f"{sp['std']:.2f}"
+        text += f" ± {std} ({sp['n_seeds']} seeds)"
+    return text
+
+
 def format_summary(summary: Mapping) -> str:
-    """A few lines of text for :func:`compare_models`' ``summary``."""
-    pct = lambda x: "n/a" if x is None else f"{100 * x:5.1f}%"  # noqa: E731
-    num = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
+    """A few lines of text for the ``summary`` of :func:`compare_models` or
+    :func:`compare_seeds` (then the random model's numbers are mean ± sd over seeds)."""
     rows = [f"mean overlap |N_i ∩ N_j| / |N_i| over {summary['n_subsets']} subsets "
             f"(off-diagonal):",
-            f"  trained {pct(summary['mean_trained'])}   random {pct(summary['mean_random'])}"
-            f"   chance {pct(summary['chance_trained'])} (trained sizes), "
-            f"{pct(summary['chance_random'])} (random sizes)",
-            f"  correlation trained vs random: r = {num(summary['r_trained_random'])}; of the "
-            f"excess over chance: r = {num(summary['r_excess'])}"]
+            f"  trained {_pct(summary['mean_trained'])}   random "
+            f"{spread_text(summary, 'mean_random', percent=True)}   chance "
+            f"{_pct(summary['chance_trained'])} (trained sizes), "
+            f"{_pct(summary['chance_random'])} (random sizes)",
+            f"  correlation trained vs random: r = {spread_text(summary, 'r_trained_random')}; "
+            f"of the excess over chance: r = {spread_text(summary, 'r_excess')}"]
     if "within_family_trained" in summary:
         for key in ("trained", "random", "chance"):
-            rows.append(f"  {key:8s} within family {pct(summary[f'within_family_{key}'])}, "
-                        f"between families {pct(summary[f'between_family_{key}'])}")
+            rows.append(f"  {key:8s} within family {_pct(summary[f'within_family_{key}'])}, "
+                        f"between families {_pct(summary[f'between_family_{key}'])}")
+    if summary.get("random_seeds"):
+        seeds = summary["random_seeds"]
+        rows.append(f"  random init: mean ± sd over the models of seeds {seeds}; matrices and "
+                    f"pairs shown for seed {seeds[0]}")
     return "\n".join(rows)
+
+
+def panel_titles(result: Mapping) -> tuple[str, str]:
+    """Titles of :func:`plot_overlaps`' two panels for a :func:`compare_seeds` result: the
+    random panel shows the first seed's matrix, and says the mean overlap over every seed."""
+    seeds = result.get("seeds")
+    if not seeds:
+        return "trained", "random init"
+    return ("trained", f"random init, seed {seeds[0]}; all seeds: "
+            f"{spread_text(result['summary'], 'mean_random', percent=True)}")
 
 
 def short_labels(names: Sequence[str], not_reached: Sequence[str] = ()) -> list[str]:
@@ -425,17 +556,40 @@ def short_labels(names: Sequence[str], not_reached: Sequence[str] = ()) -> list[
     return [n.split(":", 1)[-1] + (" (!)" if n in bad else "") for n in names]
 
 
-def checks(result: Mapping) -> dict[str, bool]:
-    """Properties of :func:`compare_models`' result that hold whenever the inputs are right:
-    every overlap in [0, 1], the diagonal 1 (non-empty selections), and the random model's
-    selections as large as the trained model's (so both face the same chance level)."""
-    out = {}
-    t, r = np.asarray(result["trained"], float), np.asarray(result["random"], float)
-    both = np.concatenate([t[np.isfinite(t)], r[np.isfinite(r)]])
-    out["every overlap in [0, 1]"] = bool(((both >= 0) & (both <= 1)).all())
-    diag = np.concatenate([np.diag(t), np.diag(r)])
-    out["diagonal is 1"] = bool(np.allclose(diag[np.isfinite(diag)], 1.0))
-    out["random selections as large as trained ones"] = bool(np.allclose(
-        np.asarray(result["chance_trained"], float), np.asarray(result["chance_random"], float),
-        equal_nan=True))
-    return out
+def mean_pairwise_overlap(masks) -> float:
+    """Mean of ``|N_i ∩ N_j| / |N_i|`` over ordered pairs ``i != j``, counted pair by pair
+    from the masks (a sequence or dict of same-shape bool masks, e.g. ``[layers, neurons]``).
+
+    Deliberately not through :func:`overlap_matrix` or :func:`offdiag`: it recomputes a
+    summary's mean overlap from its inputs, so a summary that took the wrong entries (the
+    diagonal, the transpose, another model's masks) disagrees. Pairs with an empty ``N_i`` are
+    left out (undefined, as in the matrix); NaN when no pair is defined.
+    """
+    arrs = [as_bool_array(m).ravel() for m in (masks.values() if isinstance(masks, Mapping)
+                                               else masks)]
+    shares = []
+    for i, a in enumerate(arrs):
+        size = int(np.count_nonzero(a))
+        if size:
+            shares += [np.count_nonzero(a & b) / size for j, b in enumerate(arrs) if j != i]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def agrees(a, b, rtol: float = 1e-9) -> bool:
+    """True when two numbers agree (to ``rtol``), or both are undefined (None or NaN)."""
+    a = float("nan") if a is None else float(a)
+    b = float("nan") if b is None else float(b)
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return bool(np.isnan(a) and np.isnan(b))
+    return bool(np.isclose(a, b, rtol=rtol, atol=1e-12))
+
+
+def distinct(items) -> bool:
+    """True when no two of ``items`` are equal. Each item is an array or a dict of arrays
+    (e.g. one seed's ``{subset: mask}``, or one seed's cluster labels ``[layers, neurons]``).
+    Two random-init seeds giving identical selections or clusters means the seed never reached
+    the model (or the cache ignored it): every "spread over seeds" would then be zero."""
+    arrs = [np.stack([np.asarray(v) for v in it.values()]) if isinstance(it, Mapping)
+            else np.asarray(it) for it in items]
+    return not any(a.shape == b.shape and np.array_equal(a, b)
+                   for i, a in enumerate(arrs) for b in arrs[i + 1:])

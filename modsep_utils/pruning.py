@@ -602,7 +602,7 @@ def plot_cross_eval(matrices: Mapping[str, dict], summaries: Mapping[str, dict] 
                     se = m["ratio_se"][i][j]
                     if se is not None and np.isfinite(se):
                         ax.text(j, i + 0.32, f"±{se * 100:.0f}", ha="center", va="center",
-                                fontsize=4.5, color="dimgray")
+                                fontsize=5.5, color="#333333")
         for j, ok in enumerate(m["reached"]):
             if not ok:  # the target was not reached: this column is the closest fraction tried
                 ax.add_patch(Rectangle((j - 0.5, -0.5), 1, rows, fill=False, hatch="///",

@@ -154,13 +154,15 @@ def test_auc_table_curves():
     au = table["authors"]
     np.testing.assert_allclose(au["trained clusters x trained neurons"], 7 / 8)  # (x-1)/x
     assert auc.within_bounds(table)
-    s = auc.table_summary(table)
+    assert table["chance_std"]["exact"].shape == (2, 3) and (table["chance_std"]["exact"] > 0).all()
+    s = auc.seeds_summary({0: table})
     assert s["exact"][auc.CHANCE]["mean"] == pytest.approx(chance.mean(0).tolist())
     assert s["exact"]["trained clusters x trained neurons"]["overall"] == pytest.approx(1.0)
     h = auc.headline(s)
     assert h["authors"][auc.BEST]["overall"] == pytest.approx(7 / 8)
-    assert "random clusters x random neurons" in auc.format_table_summary(s)
-    assert len(auc.plot_auc_panels(s, table=table).axes) == 2
+    assert h["seeds"] == [0] and "trained clusters x trained neurons" in h["z"]
+    assert "random clusters x random neurons" in auc.format_seeds_summary(s)
+    assert len(auc.plot_auc_panels(s).axes) == 3             # exact, authors, z
 
 
 def test_auc_table_empty_layer_is_nan_and_none_in_summary():
@@ -171,8 +173,9 @@ def test_auc_table_empty_layer_is_nan_and_none_in_summary():
     table = auc.auc_table(labels, masks, 8, n_draws=20)
     for curve in table["exact"].values():
         assert np.isnan(curve[:, 2]).all() and np.isfinite(curve[:, :2]).all()
-    s = auc.table_summary(table)
+    s = auc.seeds_summary({0: table})
     assert s["exact"][auc.CHANCE]["mean"][2] is None
+    assert s["z"]["trained clusters x trained neurons"]["mean"][2] is None
     import json
     json.dumps(s)
 
@@ -215,3 +218,130 @@ def test_mean_random_curve():
     assert (np.diff(c) >= 0).all() and c[1] > 0.25  # fullest cluster holds more than a quarter
     with pytest.raises(ValueError, match="1..32"):
         auc.mean_random_curve(lab, 0, 4)
+
+
+# -- beyond chance, over seeds, against the fraction -------------------------------------------
+
+def _planted(n_subsets=40, n_layers=2, k=16, size=32, n_sel=64, concentrated=True, seed=0):
+    """labels [layers, k * size] and subset -> bool [layers, k * size] masks: ``n_sel``
+    neurons per layer, either packed into the first clusters (concentrated) or uniformly
+    random (what chance draws)."""
+    rng = np.random.default_rng(seed)
+    width = k * size
+    lab = np.stack([rng.permutation(np.repeat(np.arange(k), size)) for _ in range(n_layers)])
+    masks = {}
+    for s in range(n_subsets):
+        m = np.zeros((n_layers, width), bool)
+        for layer in range(n_layers):
+            if concentrated:
+                m[layer, np.argsort(lab[layer], kind="stable")[:n_sel]] = True
+            else:
+                m[layer, rng.choice(width, n_sel, replace=False)] = True
+        masks[f"s{s}"] = m
+    return lab, masks
+
+
+def test_zscore_sign_and_scale_on_planted_selections():
+    lab, conc = _planted(concentrated=True)
+    _, rand = _planted(concentrated=False, seed=1)
+    k = 16
+    table = auc.auc_table({"trained": lab, "random": lab}, {"trained": conc, "random": rand}, k,
+                          n_draws=400, variants=("exact",))
+    z = auc.table_zscores(table)
+    planted = z["trained clusters x trained neurons"]       # 64 neurons in 2 full clusters
+    random_ = z["random clusters x random neurons"]         # drawn as chance draws them
+    assert planted.shape == (40, 2) and (planted > 10).all()  # far beyond chance, positive
+    # random selections: z is a standard score - mean near 0, spread near 1
+    assert abs(random_.mean()) < 0.4 and 0.7 < random_.std() < 1.3
+    # by hand: z = (AUC - chance mean) / chance sd
+    t = table["exact"]
+    np.testing.assert_allclose(planted, (t["trained clusters x trained neurons"] - t[auc.CHANCE])
+                               / table["chance_std"]["exact"])
+    s = auc.seeds_summary({0: table})
+    assert auc.above_chance(s)
+    assert s["z"]["trained clusters x trained neurons"]["overall"] > 10
+    assert not auc.near_chance(s, "trained clusters x trained neurons")
+    assert auc.near_chance(s, "random clusters x random neurons")
+    # either variant gives the same z: the authors' area is the exact one times (x - 1) / x
+    both = auc.auc_table({"trained": lab, "random": lab}, {"trained": conc, "random": rand}, k,
+                         n_draws=400)
+    np.testing.assert_allclose(auc.table_zscores(both, "authors")["random clusters x random "
+                                                                  "neurons"],
+                               auc.table_zscores(both, "exact")["random clusters x random "
+                                                                "neurons"])
+    flipped = auc.auc_table({"trained": lab, "random": lab}, {"trained": rand, "random": conc},
+                            k, n_draws=400, variants=("exact",))
+    assert not auc.above_chance(auc.seeds_summary({0: flipped}))
+
+
+def test_zscore_undefined_without_chance_spread():
+    z = auc.zscore([0.7, 0.8, 0.9], [0.6, 0.6, 0.6], [0.05, 0.0, np.nan])
+    assert z[0] == pytest.approx(2.0) and np.isnan(z[1:]).all()
+
+
+def _seeded(n_seeds=3, n_layers=3, k=8, size=8, n_sel=8):
+    """Trained model as in _two_models; one random model per seed, its own labels and
+    random selections."""
+    labels, masks = _two_models(n_layers, k, size, n_sel)
+    lab_r, masks_r = {}, {}
+    for s in range(n_seeds):
+        other, om = _two_models(n_layers, k, size, n_sel, seed=10 + s)
+        lab_r[s], masks_r[s] = other["random"], om["random"]
+    return ({"trained": labels["trained"], "random": lab_r},
+            {"trained": masks["trained"], "random": masks_r})
+
+
+def test_seed_tables_and_spread_over_seeds():
+    labels, masks = _seeded()
+    tables = auc.seed_tables(labels, masks, 8, n_draws=50)
+    assert list(tables) == [0, 1, 2]
+    s = auc.seeds_summary(tables)
+    rr = "random clusters x random neurons"
+    per_seed = [np.nanmean(tables[k]["exact"][rr], axis=0) for k in range(3)]  # [layers] each
+    d = s["exact"][rr]
+    assert d["mean"] == pytest.approx(np.mean(per_seed, axis=0).tolist())
+    assert d["std"] == pytest.approx(np.std(per_seed, axis=0, ddof=1).tolist())  # over seeds
+    assert d["overall_std"] == pytest.approx(np.std([p.mean() for p in per_seed], ddof=1))
+    assert d["band"] == "sd over 3 seeds" and len(d["by_seed"]) == 3
+    tt = s["exact"]["trained clusters x trained neurons"]
+    assert tt["band"] == "sd over 2 subsets" and tt["overall"] == pytest.approx(1.0)
+    assert s["exact"][auc.CHANCE]["band"].startswith("2 sd")
+    assert s["z"][rr]["band"] == "sd over 3 seeds"
+    np.testing.assert_array_equal(auc.one_seed(labels, 2)["random"], labels["random"][2])
+    assert "seeds [0, 1, 2]" in auc.format_seeds_summary(s)
+    with pytest.raises(ValueError, match="same random seeds"):
+        auc.seed_tables(labels, {**masks, "random": {0: masks["random"][0]}}, 8)
+
+
+def test_auc_vs_fraction_shape_and_order():
+    import json
+    rng = np.random.default_rng(3)
+    k, size, n_layers = 8, 16, 2
+    width = k * size
+    lab = np.stack([rng.permutation(np.repeat(np.arange(k), size)) for _ in range(n_layers)])
+    # trained scores: high on cluster 0 and 1 (a concentrated selection); random: noise
+    trained = {f"s{i}": np.where(lab < 2, 1.0, 0.0) + 0.01 * rng.random((n_layers, width))
+               for i in range(3)}
+    randoms = {s: {f"s{i}": rng.random((n_layers, width)) for i in range(3)} for s in (0, 1, 2)}
+    labels = {"trained": lab, "random": {s: np.stack([rng.permutation(lab[0])
+                                                      for _ in range(n_layers)])
+                                         for s in (0, 1, 2)}}
+    fracs = [0.05, 0.125, 0.25, 0.5]
+    sweep = auc.fraction_sweep(labels, trained, randoms, k, fracs, n_draws=100)
+    d = auc.auc_vs_fraction(sweep)
+    assert d["fracs"] == fracs and d["n_selected"] == [6, 16, 32, 64] and d["seeds"] == [0, 1, 2]
+    for c in list(d["curves"].values()) + list(d["z"].values()):
+        assert len(c["mean"]) == len(fracs)
+        assert c["std"] is None or len(c["std"]) == len(fracs)
+    tt, chance = d["curves"]["trained clusters x trained neurons"], d["curves"][auc.CHANCE]
+    assert (np.diff(chance["mean"]) < 0).all()    # chance falls as the selection grows
+    assert all(t > c + 2 * sd for t, c, sd in zip(tt["mean"], chance["mean"], chance["std"])
+               if t is not None)
+    assert d["curves"]["random clusters x random neurons"]["band"] == "sd over 3 seeds"
+    assert d["curves"][auc.BEST]["std"] is None
+    assert "12.5%" in auc.format_auc_vs_fraction(d)
+    h = auc.fraction_headline(d)
+    assert h["fracs"] == fracs and len(h["z"]["trained clusters x trained neurons"]) == 4
+    json.dumps(h)
+    json.dumps(d)
+    assert len(auc.plot_auc_vs_fraction(d, mark=0.125).axes) == 2

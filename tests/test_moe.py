@@ -133,7 +133,7 @@ def test_model_clusterings_are_cache_hits_the_second_time(tmp_path, monkeypatch)
     loads = []
 
     def fake_get_model(name, random_init=False, seed=0, dtype="float32"):
-        loads.append(random_init)
+        loads.append((random_init, seed) if random_init else random_init)
         model = tiny_vit(layers=2)
         if random_init:                            # another, fixed set of weights
             torch.manual_seed(seed + 1)
@@ -142,11 +142,25 @@ def test_model_clusterings_are_cache_hits_the_second_time(tmp_path, monkeypatch)
         return model, None
     monkeypatch.setattr(activations, "get_model", fake_get_model)
     cfg = {"model": "tiny", "seed": 0, "dtype": "float32", "moe_cluster_size": 8,
-           "moe_n_init": 1}
+           "moe_n_init": 1, "random_seeds": [4, 5, 6]}
     first = moe.model_clusterings(cfg, progress=False)
-    assert set(first) == {"trained", "random"} and loads == [False, True]
+    assert list(first) == ["trained", "random", "random seed 5", "random seed 6"]
+    assert loads == [False, (True, 4), (True, 5), (True, 6)]   # one random model per seed
     assert first["trained"].k == 3 and not first["trained"].from_cache.any()
     assert not (first["trained"].labels == first["random"].labels).all()
+    assert [c.meta["model_seed"] for c in first.values()] == [None, 4, 5, 6]
+    by_seed = moe.labels_by_seed(first)
+    assert list(by_seed["random"]) == [4, 5, 6]
+    np.testing.assert_array_equal(by_seed["random"][5], first["random seed 5"].labels)
+    from modsep_utils.overlap import distinct
+    assert distinct(by_seed["random"].values())
+    s = moe.summary(first)
+    spread = moe.random_spread(s)
+    assert spread["seeds"] == [4, 5, 6] and spread["inertia_ratio_mean"]["n_seeds"] == 3
+    assert len(spread["inertia_ratio"]["mean"]) == 2                 # per layer, over seeds
+    assert moe.headline(s)["random_over_seeds"]["seeds"] == [4, 5, 6]
+    assert "over seeds [4, 5, 6]" in moe.format_summary(s)
+    moe.plot_quality(s)
     second = moe.model_clusterings(cfg, progress=False)
     assert all(c.from_cache.all() for c in second.values())
     for kind in first:
@@ -166,3 +180,24 @@ def test_check_labels_refuses_to_broadcast():
         moe.check_labels(bad, 2, 12, 3)
     with pytest.raises(ValueError, match="k=5 does not divide"):
         moe.check_labels(lab, 2, 12, 5)
+
+
+def _summary_entry(ratio, seed=None):
+    return {"random_init": seed is not None, "model_seed": seed, "inertia_ratio": ratio}
+
+
+def test_random_spread_and_trained_against_random_models():
+    s = {"trained": _summary_entry([0.7, 0.8]), "random": _summary_entry([0.95, 0.96], 0),
+         "random seed 1": _summary_entry([0.97, 0.94], 1),
+         "random seed 2": _summary_entry([0.96, 0.95], 2)}
+    sp = moe.random_spread(s)
+    assert sp["seeds"] == [0, 1, 2]
+    assert sp["inertia_ratio"]["mean"] == pytest.approx([0.96, 0.95])
+    assert sp["inertia_ratio_mean"]["mean"] == pytest.approx(0.955)
+    assert sp["inertia_ratio_mean"]["std"] == pytest.approx(np.std([0.955, 0.955, 0.955], ddof=1))
+    assert moe.tighter_than_random_models(s)
+    s["random seed 2"]["inertia_ratio"] = [0.96, 0.79]   # one seed, one layer tighter: False
+    assert not moe.tighter_than_random_models(s)
+    assert moe.random_spread({"trained": s["trained"]}) == {}
+    with pytest.raises(ValueError, match="random-init"):
+        moe.tighter_than_random_models({"trained": s["trained"]})

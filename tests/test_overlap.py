@@ -90,6 +90,11 @@ def test_offdiag_order_and_pattern_correlation():
     assert abs(unrelated) < 0.6
     with pytest.raises(ValueError):
         pattern_correlation(base, base[:5, :5])
+    # a constant side has no pattern, even where its float std is not exactly 0
+    # (np.full(12, 0.1).std() is 1.4e-17): NaN, not a correlation of rounding noise
+    flat = np.full((4, 4), 0.1)
+    assert np.full(12, 0.1).std() > 0
+    assert np.isnan(pattern_correlation(rng.random((4, 4)), flat))
 
 
 def test_plots_return_figures():
@@ -121,6 +126,7 @@ def test_step03_path_matches_notebook_03_names(tmp_path):
     assert overlap.step03_path(tmp_path, "fractions", 0.5).name == "03_fractions_drop50.json"
     assert overlap.step03_path(tmp_path, "cross_eval", 0.2).name == "03_cross_eval_drop20.json"
     assert overlap.step03_path(tmp_path, "fractions", 0.8).name == "03_fractions_drop80.json"
+    assert overlap.step03_path(tmp_path, "fractions", 0.125).name == "03_fractions_drop12.5.json"
 
 
 def test_load_fractions_errors_say_what_to_do(tmp_path):
@@ -135,6 +141,9 @@ def test_load_fractions_errors_say_what_to_do(tmp_path):
     (tmp_path / "03_fractions_drop50.json").write_text(json.dumps({"a": 0.1}))
     with pytest.raises(ValueError, match="no 'frac'"):
         overlap.load_fractions(tmp_path, 0.5)
+    (tmp_path / "03_fractions_drop50.json").write_text(json.dumps(   # as notebook 03 writes it
+        {"params": {"drop": 0.5}, "fractions": {"a": {"frac": 0.1, "reached": True}}}))
+    assert overlap.load_fractions(tmp_path, 0.5) == {"a": {"frac": 0.1, "reached": True}}
 
 
 def test_order_by_family_groups_related_subsets():
@@ -155,12 +164,19 @@ def test_masks_at_uses_each_subsets_fraction():
 
 
 def test_selection_fractions_vit_from_03_lm_from_overlap_frac(tmp_path, monkeypatch):
+    from modsep_utils import pruning
     monkeypatch.setattr(mconfig, "results_dir", lambda cfg: tmp_path)
-    cfg = {"experiment": "vit", "drops": [0.5, 0.8], "overlap_frac": 0.01}
+    monkeypatch.setattr(pruning, "fraction_params", lambda cfg, drop: {"drop": drop})
+    cfg = {"experiment": "vit", "profile": "smoke", "drops": [0.5, 0.8], "overlap_frac": 0.01}
     with pytest.raises(FileNotFoundError, match="notebook 03"):
         overlap.selection_fractions(cfg, ["a", "b"])
+    fractions = {"a": {"frac": 0.1, "reached": True}, "b": {"frac": 0.2, "reached": False}}
     (tmp_path / "03_fractions_drop50.json").write_text(json.dumps(
-        {"a": {"frac": 0.1, "reached": True}, "b": {"frac": 0.2, "reached": False}}))
+        {"params": {"drop": 0.8}, "fractions": fractions}))
+    with pytest.raises(ValueError, match="other parameters"):   # computed for another drop
+        overlap.selection_fractions(cfg, ["a", "b"])
+    (tmp_path / "03_fractions_drop50.json").write_text(json.dumps(
+        {"params": {"drop": 0.5}, "fractions": fractions}))
     fr, info = overlap.selection_fractions(cfg, ["b", "a"])
     # b did not reach its target: overlap_frac instead of 03's closest fraction
     assert fr == {"b": 0.01, "a": 0.1} and info["not_reached"] == ["b"] and info["drop"] == 0.5
@@ -209,8 +225,6 @@ def test_compare_models_finds_a_shared_pattern_and_family_excess():
     assert s["r_excess"] > 0.9
     assert s["within_family_trained"] > 2 * s["between_family_trained"]
     assert s["within_family_chance"] == pytest.approx(s["between_family_chance"], rel=0.3)
-    checks = overlap.checks(res)
-    assert checks["every overlap in [0, 1]"] and checks["diagonal is 1"]
     json.dumps(s)                                                 # plain values only
     assert "within family" in overlap.format_summary(s)
 
@@ -223,11 +237,98 @@ def test_compare_models_rejects_mismatched_subsets():
         overlap.compare_models({"a": a, "b": b}, {"a": a, "b": b}, ["x"])
 
 
-def test_checks_flag_unequal_sizes():
+def test_mean_pairwise_overlap_agrees_with_the_summary_and_catches_a_wrong_one():
+    rng = np.random.default_rng(4)
+    t = dict(zip("abcde", _random_sets([50, 80, 120, 200, 0], 600, rng)))  # "e" is empty
+    r = dict(zip("abcde", _random_sets([50, 80, 120, 200, 0], 600, rng)))
+    s = overlap.compare_models(t, r)["summary"]
+    assert overlap.agrees(s["mean_trained"], overlap.mean_pairwise_overlap(t))
+    assert overlap.agrees(s["mean_random"], overlap.mean_pairwise_overlap(r))
+    # a summary that took the diagonal in, or the other model's masks, disagrees
+    m = overlap.overlap_matrix(t)
+    assert not overlap.agrees(np.nanmean(m), overlap.mean_pairwise_overlap(t))
+    assert not overlap.agrees(s["mean_random"], overlap.mean_pairwise_overlap(t))
+    # by hand: A = {0..3}, B = {2, 3, 4} + {5}: |A∩B|/|A| = 2/4, |A∩B|/|B| = 2/4
     a, b = _masks()
-    assert all(overlap.checks(overlap.compare_models({"a": a, "b": b}, {"a": b, "b": a})).values())
-    res = overlap.compare_models({"a": a, "b": b}, {"a": a, "b": a[:, ::-1] & (a.cumsum(1) < 2)})
-    assert not overlap.checks(res)["random selections as large as trained ones"]
+    assert overlap.mean_pairwise_overlap([a, b]) == pytest.approx(0.5)
+    assert np.isnan(overlap.mean_pairwise_overlap([np.zeros(3, bool)] * 2))
+
+
+def test_agrees_and_distinct():
+    assert overlap.agrees(0.1 + 0.2, 0.3) and not overlap.agrees(0.3, 0.31)
+    assert overlap.agrees(None, float("nan")) and not overlap.agrees(None, 0.0)
+    a, b = _masks()
+    assert overlap.distinct([{"x": a, "y": b}, {"x": b, "y": a}])
+    assert not overlap.distinct([{"x": a, "y": b}, {"x": a, "y": b}, {"x": b, "y": a}])
+    assert overlap.distinct([a[:1], a])                      # other shapes differ
+
+
+def test_seed_spread_is_over_seeds():
+    sp = overlap.seed_spread([0.1, 0.2, 0.6])
+    assert sp["n_seeds"] == 3 and sp["mean"] == pytest.approx(0.3)
+    assert sp["std"] == pytest.approx(np.std([0.1, 0.2, 0.6], ddof=1))  # a sample of seeds
+    assert (sp["min"], sp["max"]) == (pytest.approx(0.1), pytest.approx(0.6))
+    # arrays: the spread per position, over the seeds (axis 0), never over the layers
+    sp = overlap.seed_spread([[1.0, 0.5], [3.0, 0.5], [None, 0.5]])
+    assert sp["mean"] == [pytest.approx(2.0), pytest.approx(0.5)]
+    assert sp["std"] == [pytest.approx(np.sqrt(2)), 0.0]
+    assert sp["by_seed"][2] == [None, 0.5]
+    one = overlap.seed_spread([0.4])
+    assert one["mean"] == 0.4 and one["std"] is None           # no spread from one seed
+    assert overlap.seed_spread([None, None])["mean"] is None
+    json.dumps(sp)
+
+
+def test_compare_seeds_averages_random_numbers_over_seeds():
+    rng = np.random.default_rng(5)
+    sizes = [100, 200, 300, 400]
+    t = dict(zip("abcd", _random_sets(sizes, 2000, rng)))
+    randoms = {s: dict(zip("abcd", _random_sets(sizes, 2000, np.random.default_rng(10 + s))))
+               for s in (0, 1, 2)}
+    res = overlap.compare_seeds(t, randoms, ["x", "x", "y", "y"])
+    s = res["summary"]
+    per_seed = [overlap.compare_models(t, randoms[k], ["x", "x", "y", "y"])["summary"]
+                for k in (0, 1, 2)]
+    for key in ("mean_random", "r_excess", "within_family_random"):
+        assert s[key] == pytest.approx(np.mean([p[key] for p in per_seed]))
+        assert s["spread"][key]["std"] == pytest.approx(np.std([p[key] for p in per_seed], ddof=1))
+    assert s["mean_trained"] == per_seed[0]["mean_trained"]      # not a random-model number
+    assert "mean_trained" not in s["spread"] and s["random_seeds"] == [0, 1, 2]
+    np.testing.assert_array_equal(res["random"], res["random_by_seed"][0])
+    assert overlap.agrees(s["mean_random"], np.mean([overlap.mean_pairwise_overlap(m)
+                                                     for m in randoms.values()]))
+    text = overlap.format_summary(s)
+    assert "(3 seeds)" in text and "seeds [0, 1, 2]" in text
+    assert "all seeds" in overlap.panel_titles(res)[1]
+    json.dumps(s)
+    with pytest.raises(ValueError, match="at least one"):
+        overlap.compare_seeds(t, {})
+
+
+def test_random_kind():
+    assert overlap.random_kind(3, [3, 1]) == "random"
+    assert overlap.random_kind(1, [3, 1]) == "random seed 1"
+    with pytest.raises(ValueError, match="not one of"):
+        overlap.random_kind(2, [3, 1])
+
+
+def test_seed_scores_one_random_model_per_seed(monkeypatch):
+    from modsep_utils import activations
+    calls = []
+
+    def fake_all_stats(cfg, forget, random_init=False, model_seed=None):
+        calls.append((random_init, model_seed))
+        return "stats", "retain"
+    monkeypatch.setattr(activations, "all_stats", fake_all_stats)
+    import modsep_utils.scoring as scoring
+    monkeypatch.setattr(scoring, "all_scores",
+                        lambda stats, retain, eps: {"a": len(calls)})
+    cfg = {"random_seeds": [7, 8], "eps": 1e-3}
+    trained, randoms = overlap.seed_scores(cfg, ["a"])
+    assert calls == [(False, None), (True, 7), (True, 8)] and list(randoms) == [7, 8]
+    calls.clear()
+    assert set(overlap.model_scores(cfg, ["a"])) == {"trained", "random"}
+    assert calls == [(False, None), (True, 7)]
 
 
 def test_short_labels():

@@ -295,25 +295,24 @@ class Explorer:
         scores of both models, notebook 03's fractions and cross-evaluation at the first drop
         (their absence is reported by the widget, not an error) and both MoEfication
         clusterings (cached by notebook 05; computed here if missing)."""
-        from .config import results_dir
         from .io import read_json
         from .moe import model_clusterings
-        from .overlap import fractions_from_03, load_fractions, model_scores, step03_path
+        from .overlap import fractions_from_03, model_scores
+        from .pruning import load_fractions, step03_path
 
         scores = model_scores(cfg, names)
         drop = float(cfg["drops"][0])
-        res = results_dir(dict(cfg))
         fractions = cross = None
         note, missing = "", ""
-        path = step03_path(res, "cross_eval", drop)
-        try:
-            fr = load_fractions(res, drop, names)
-        except (FileNotFoundError, KeyError) as e:
+        path = step03_path(cfg, "cross_eval", drop)
+        try:  # checked against this run's parameters: stale results are not shown
+            fr = load_fractions(cfg, drop, names)
+        except (FileNotFoundError, KeyError, ValueError) as e:
             missing = f"no cross-evaluation: {e}"
         else:
             if path.exists():
                 cross = read_json(path)
-                note = f"cross-evaluation at each subset's fraction for a {drop:.0%} drop"
+                note = f"cross-evaluation at each subset's fraction for a {drop * 100:.6g}% drop"
             else:
                 missing = f"no cross-evaluation: {path} is missing; run notebook 03"
             if cfg["experiment"] == "vit":  # as notebook 04: each class at its own fraction

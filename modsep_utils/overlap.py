@@ -229,47 +229,6 @@ def plot_sorted_overlaps(trained, random, *, sort_by: str = "random", title: str
 
 # -- notebook 04: selections from step 03 and the comparison trained vs random ---------------
 
-def step03_path(results_dir, kind: str, drop: float):
-    """Path of notebook 03's ``03_<kind>_drop<NN>.json`` (``kind``: "fractions" or
-    "cross_eval") for ``drop`` (e.g. 0.5 -> ``drop50``), named as notebook 03 writes it
-    (:func:`pruning.drop_tag`)."""
-    from pathlib import Path
-
-    from .pruning import drop_tag
-    return Path(results_dir) / f"03_{kind}_{drop_tag(drop)}.json"
-
-
-def load_fractions(results_dir, drop: float, names: Sequence[str] | None = None
-                   ) -> dict[str, dict]:
-    """Notebook 03's bisection results at ``drop``: subset -> ``{"frac", "reached", ...}``.
-
-    A missing file raises ``FileNotFoundError`` saying to run notebook 03 first; with
-    ``names``, a subset missing from the file raises ``KeyError`` (03 ran on other subsets).
-    Reads the file as 03 writes it (``{"params", "fractions"}``) or bare; notebook 04 uses
-    :func:`pruning.load_fractions` instead, which also checks the recorded parameters.
-    """
-    from .io import read_json
-    path = step03_path(results_dir, "fractions", drop)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the selected fractions come from notebook 03 (selective "
-            f"pruning to a {drop:.0%} drop). Run 03 first, e.g. `python -m modsep_utils.run "
-            f"--profile <profile> --experiment <experiment> --only 03`")
-    fractions = read_json(path)
-    if "params" in fractions:  # notebook 03 records what they were computed with beside them
-        fractions = fractions["fractions"]
-    bad = [n for n, f in fractions.items() if not isinstance(f, dict) or "frac" not in f]
-    if bad:
-        raise ValueError(f"{path}: entries {bad} have no 'frac'; re-run notebook 03")
-    if names is not None:
-        missing = [n for n in names if n not in fractions]
-        if missing:
-            raise KeyError(f"{path} has no fraction for {missing} (it has {list(fractions)}): "
-                           f"re-run notebook 03 with the same forget subsets")
-        fractions = {n: fractions[n] for n in names}
-    return fractions
-
-
 def order_by_family(names: Sequence[str], family) -> list[str]:
     """``names`` grouped by ``family(name)`` (families in order of first appearance, names
     in their given order within a family): related subsets sit next to each other in figures."""
@@ -359,7 +318,7 @@ def selection_fractions(cfg: Mapping, names: Sequence[str]) -> tuple[dict[str, f
         # the loader that also checks they were computed with this run's parameters and weights
         fr = pruning.load_fractions(dict(cfg), drop, names)
         not_reached = [n for n, f in fr.items() if not f.get("reached")]
-        source = f"each class's fraction from notebook 03 (drop {drop:.0%})"
+        source = f"each class's fraction from notebook 03 (drop {pruning.drop_label(drop)})"
         if not_reached:
             source += f"; top {float(cfg['overlap_frac']):.1%} where not reached (!)"
         return (fractions_from_03(fr, cfg["overlap_frac"]),

@@ -515,9 +515,14 @@ def fraction_params(cfg: Mapping, drop: float) -> dict:
             "drop": float(drop), "version": EVAL_VERSION}
 
 
-def fractions_path(cfg: Mapping, drop: float):
+def step03_path(cfg: Mapping, kind: str, drop: float):
+    """Notebook 03's ``03_<kind>_<drop tag>.json`` (``kind``: "fractions" or "cross_eval")."""
     from .config import results_dir
-    return results_dir(dict(cfg)) / f"03_fractions_{drop_tag(drop)}.json"
+    return results_dir(dict(cfg)) / f"03_{kind}_{drop_tag(drop)}.json"
+
+
+def fractions_path(cfg: Mapping, drop: float):
+    return step03_path(cfg, "fractions", drop)
 
 
 def save_fractions(cfg: Mapping, drop: float, fractions: Mapping) -> None:

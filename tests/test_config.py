@@ -70,10 +70,10 @@ def repo(tmp_path, monkeypatch):
     return tmp_path
 
 
-def write_profile(repo, exp, *replace, name="mine"):
+def write_profile(repo, exp, *replace, name="mine", prepend=""):
     """``configs/<name>/<exp>.yaml``: a copy of the embedded profile, with ``(old, new)``
-    replacements."""
-    text = (repo / "configs" / "embedded" / f"{exp}.yaml").read_text()
+    replacements and ``prepend`` before it."""
+    text = prepend + (repo / "configs" / "embedded" / f"{exp}.yaml").read_text()
     for old, new in replace:
         assert old in text
         text = text.replace(old, new)
@@ -81,12 +81,9 @@ def write_profile(repo, exp, *replace, name="mine"):
     (repo / "configs" / name / f"{exp}.yaml").write_text(text)
 
 
-MINE = ("profile: embedded", "profile: mine")
-
-
 def test_a_copied_profile_writes_into_its_own_folders(repo):
-    write_profile(repo, "vit", ("profile: embedded\n", ""))  # the line may be left out
-    write_profile(repo, "lm", MINE)
+    write_profile(repo, "vit")  # a plain copy: the folder names the profile
+    write_profile(repo, "lm", prepend="profile: mine\n")  # an agreeing line is fine
     for exp in ("vit", "lm"):
         cfg = config.load_profile("mine", exp)
         assert cfg["profile"] == "mine" and cfg["experiment"] == exp
@@ -96,20 +93,20 @@ def test_a_copied_profile_writes_into_its_own_folders(repo):
 
 
 def test_a_profile_line_that_disagrees_with_the_folder_is_an_error(repo):
-    write_profile(repo, "vit")  # `profile: embedded` left in configs/mine/vit.yaml
+    write_profile(repo, "vit", prepend="profile: embedded\n")  # disagrees with its folder
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: profile = 'embedded'.*'mine'"):
         config.load_profile("mine", "vit")
-    write_profile(repo, "lm", MINE, ("experiment: lm", "experiment: vit"))
+    write_profile(repo, "lm", prepend="experiment: vit\n")
     with pytest.raises(ValueError, match=r"configs/mine/lm.yaml: experiment = 'vit'"):
         config.load_profile("mine", "lm")
 
 
 def test_unknown_and_missing_keys_name_the_file_and_the_key(repo):
-    write_profile(repo, "vit", MINE, ("collect_n:", "colect_n:"))
+    write_profile(repo, "vit", ("collect_n:", "colect_n:"))
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: unknown key 'colect_n'; "
                                          r"did you mean 'collect_n'\?"):
         config.load_profile("mine", "vit")
-    write_profile(repo, "vit", MINE, ("model: embedded-vit\n", ""))
+    write_profile(repo, "vit", ("model: embedded-vit\n", ""))
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: missing key 'model'"):
         config.load_profile("mine", "vit")
 

@@ -154,18 +154,23 @@ def test_explorer_from_config(tmp_path, monkeypatch):
             self.labels, self.k = lab, 4
     monkeypatch.setattr(moe, "model_clusterings",
                         lambda cfg, progress=True: {k: C(v) for k, v in labels.items()})
-    cfg = {"experiment": "vit", "drops": [0.5], "overlap_frac": 0.25}
+    from modsep_utils import activations, pruning
+    monkeypatch.setattr(activations, "_source_fingerprint", lambda name: "w1")
+    cfg = {**mconfig.load_profile("smoke", "vit"), "drops": [0.5], "overlap_frac": 0.25}
     names = ["cats", "dogs", "cars"]
     ex = explore.Explorer.from_config(cfg, names)               # no 03 results yet
     assert ex.cross_eval is None and ex.fractions is None
-    assert "Run 03 first" in ex.report("trained", "cats", "dogs")["missing"][0]
-    write_json(tmp_path / "03_fractions_drop50.json",
-               {n: {"frac": 0.25, "reached": True} for n in names})
+    assert "run notebook 03" in ex.report("trained", "cats", "dogs")["missing"][0]
+    pruning.save_fractions(cfg, 0.5, {n: {"frac": 0.25, "reached": True} for n in names})
+    stale = explore.Explorer.from_config({**cfg, "eval_n": 3}, names)  # 03 ran otherwise
+    assert stale.cross_eval is None and "eval_n" in stale.missing_note
     _, cross, _ = _setup()
     write_json(tmp_path / "03_cross_eval_drop50.json", cross)
     ex = explore.Explorer.from_config(cfg, names)
     r = ex.report("trained", "cats", "dogs")
     assert r["a_to_b"] == 0.8 and ex.fractions == dict.fromkeys(names, 0.25)
     assert "50% drop" in r["cross_eval_note"]
+    pruning.save_fractions({**cfg, "experiment": "lm"}, 0.5,
+                           {n: {"frac": 0.25, "reached": True} for n in names})
     lm = explore.Explorer.from_config({**cfg, "experiment": "lm"}, names)
     assert lm.fractions is None and lm.cross_eval is not None  # LM: overlap_frac, as in 04

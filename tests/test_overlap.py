@@ -122,30 +122,6 @@ from modsep_utils import config as mconfig  # noqa: E402
 from modsep_utils import overlap  # noqa: E402
 
 
-def test_step03_path_matches_notebook_03_names(tmp_path):
-    assert overlap.step03_path(tmp_path, "fractions", 0.5).name == "03_fractions_drop50.json"
-    assert overlap.step03_path(tmp_path, "cross_eval", 0.2).name == "03_cross_eval_drop20.json"
-    assert overlap.step03_path(tmp_path, "fractions", 0.8).name == "03_fractions_drop80.json"
-    assert overlap.step03_path(tmp_path, "fractions", 0.125).name == "03_fractions_drop12.5.json"
-
-
-def test_load_fractions_errors_say_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match="Run 03 first"):
-        overlap.load_fractions(tmp_path, 0.5)
-    (tmp_path / "03_fractions_drop50.json").write_text(json.dumps(
-        {"a": {"frac": 0.1, "reached": True}, "b": {"frac": 0.2, "reached": False}}))
-    got = overlap.load_fractions(tmp_path, 0.5, ["b"])
-    assert list(got) == ["b"] and got["b"]["frac"] == 0.2
-    with pytest.raises(KeyError, match="re-run notebook 03"):
-        overlap.load_fractions(tmp_path, 0.5, ["a", "c"])
-    (tmp_path / "03_fractions_drop50.json").write_text(json.dumps({"a": 0.1}))
-    with pytest.raises(ValueError, match="no 'frac'"):
-        overlap.load_fractions(tmp_path, 0.5)
-    (tmp_path / "03_fractions_drop50.json").write_text(json.dumps(   # as notebook 03 writes it
-        {"params": {"drop": 0.5}, "fractions": {"a": {"frac": 0.1, "reached": True}}}))
-    assert overlap.load_fractions(tmp_path, 0.5) == {"a": {"frac": 0.1, "reached": True}}
-
-
 def test_order_by_family_groups_related_subsets():
     fam = {"shirt": "tops", "bag": "bags", "coat": "tops", "boot": "shoes", "sandal": "shoes"}
     got = overlap.order_by_family(["shirt", "bag", "boot", "coat", "sandal"], fam.get)

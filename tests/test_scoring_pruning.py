@@ -260,3 +260,24 @@ def test_mc_letter_equals_unbatched_hand_computation():
     assert got == pytest.approx(sum(hits) / len(qs))
     with pytest.raises(ValueError, match="letter"):
         mc_accuracy(model, tok, MCSubset(qs), method="nope")
+
+
+def test_fractions_are_read_back_only_with_the_parameters_behind_them(tmp_path, monkeypatch):
+    from modsep_utils import activations, config, pruning
+    monkeypatch.setattr(activations, "_source_fingerprint", lambda name: "w1")
+    monkeypatch.setattr(config, "results_dir", lambda cfg: tmp_path)
+    cfg = config.load_profile("smoke", "vit")
+    fr = {"fmnist:Bag": {"frac": 0.25, "reached": True}}
+    with pytest.raises(FileNotFoundError, match="--only 03"):
+        pruning.load_fractions(cfg, 0.5)
+    pruning.save_fractions(cfg, 0.5, fr)
+    assert pruning.fractions_path(cfg, 0.5).name == "03_fractions_drop50.json"
+    assert pruning.step03_path(cfg, "cross_eval", 0.125).name == "03_cross_eval_drop12.5.json"
+    assert pruning.load_fractions(cfg, 0.5) == fr
+    with pytest.raises(KeyError, match="run notebook 03 again"):
+        pruning.load_fractions(cfg, 0.5, ["fmnist:Coat"])
+    with pytest.raises(ValueError, match="eval_n"):  # 03 ran with another evaluation size
+        pruning.load_fractions({**cfg, "eval_n": 7}, 0.5)
+    monkeypatch.setattr(activations, "_source_fingerprint", lambda name: "retrained")
+    with pytest.raises(ValueError, match="weights"):
+        pruning.load_fractions(cfg, 0.5)

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import nbformat
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
 def parameters_source() -> str:
-    cfg = yaml.safe_load((ROOT / "configs" / "smoke" / "vit.yaml").read_text())
+    from modsep_utils.config import load_profile
+    cfg = load_profile("smoke", "vit")
     lines = ["# Parameters (papermill). Defaults: the smoke profile, ViT experiment.",
              "# Profiles: configs/<profile>/<experiment>.yaml; run them all with",
              "#   python -m modsep_utils.run --profile embedded"]
@@ -192,7 +192,7 @@ for drop in drops:
     results[label] = pruning.summarize(fractions, matrix)
     matrices[label], searches[label] = matrix, fractions
     pruning.save_fractions(cfg, drop, fractions)
-    write_json(config.results_dir(cfg) / f"03_cross_eval_{pruning.drop_tag(drop)}.json", matrix)
+    write_json(pruning.step03_path(cfg, "cross_eval", drop), matrix)
     for name, f in fractions.items():
         flag = "" if f["reached"] else f"  NOT REACHED: {f['note']}"
         print(f"{label} {name:24s} {f['frac']:7.2%} of neurons -> accuracy {f['accuracy']:.3f}"

@@ -1307,13 +1307,18 @@ def _need_fmnist_file(path: Path) -> None:
                               f"package {FMNIST_PACKAGE}: apt-get install -y {FMNIST_PACKAGE}")
 
 
-@lru_cache(maxsize=4)
 def fmnist_arrays(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images [n, 28, 28], labels [n])`` of ``<folder>/<prefix>-*-ubyte.gz`` (prefix
-    ``train`` or ``t10k``), read once per process."""
+    ``train`` or ``t10k``), read once per process while the files stay the same."""
     files = [Path(folder) / f"{prefix}-{k}-ubyte.gz" for k in ("images-idx3", "labels-idx1")]
     for f in files:
         _need_fmnist_file(f)
+    return _fmnist_read(tuple(files), tuple((f.stat().st_size, f.stat().st_mtime_ns)
+                                            for f in files))
+
+
+@lru_cache(maxsize=4)
+def _fmnist_read(files: tuple, stamp: tuple) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(files[0]), read_idx(files[1])
     if len(images) != len(labels):
         raise ValueError(f"{files[0]}: {len(images)} images but {len(labels)} labels")

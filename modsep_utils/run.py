@@ -129,6 +129,10 @@ def run_all(cfgs: list[dict], books: list[Path]) -> dict:
         tag = f"{cfg['profile']}/{cfg['experiment']}"
         if reports.parent.name == "overrides":
             tag += f", into overrides/{reports.name}"
+        if books == notebooks():
+            # a run of every notebook writes the whole headline anew: no entry of an earlier
+            # run (or of an older code version) survives beside the numbers it no longer matches
+            config.headline_path(cfg).unlink(missing_ok=True)
         for book in books:
             params = {k: v for k, v in cfg.items() if k in declared_parameters(book)}
             print(f"[{tag}] {book.name} ...", flush=True)

@@ -749,3 +749,91 @@ def headline(s: Mapping) -> dict:
     if "z" in s:
         out["z"] = {name: pick(d) for name, d in s["z"].items()}
     return out
+
+
+# -- which rows a gated MLP is clustered on (moe_weight) ---------------------------------------
+
+TRAINED = "trained clusters x trained neurons"
+RANDOM_RANDOM = "random clusters x random neurons"
+RANDOM_TRAINED = "random clusters x trained neurons"
+
+
+def weight_comparison(summaries: Mapping[str, Mapping], quality: Mapping[str, Mapping]) -> dict:
+    """Plain numbers comparing MoEfication on different rows of a gated MLP.
+
+    ``summaries``: ``{choice: seeds_summary(...)}``; ``quality``: ``{choice:
+    moe.headline(moe.summary(clusterings))}``. Returns per choice the exact AUC by layer (trained, random
+    models, random clusters x trained neurons, chance), the z-scores by layer and overall
+    (random models: mean and sd over seeds) and the clustering's sum of squares relative to
+    a random balanced assignment (trained, random models)."""
+    out = {}
+    for choice, s in summaries.items():
+        ex, z = s["exact"], s["z"]
+        q = quality[choice]
+        out[choice] = {
+            "auc_by_layer": {name: ex[name]["mean"] for name in
+                             (TRAINED, RANDOM_RANDOM, RANDOM_TRAINED, CHANCE)},
+            "auc_overall": {name: ex[name]["overall"] for name in
+                            (TRAINED, RANDOM_RANDOM, RANDOM_TRAINED, CHANCE)},
+            "z_by_layer": {name: z[name]["mean"] for name in z},
+            "z_overall": {name: z[name]["overall"] for name in z},
+            "z_overall_std": {name: z[name]["overall_std"] for name in z},
+            "inertia_ratio_trained": q["trained"]["inertia_ratio_mean"],
+            "inertia_ratio_random": q["random_over_seeds"]["inertia_ratio_mean"]["mean"],
+        }
+    return out
+
+
+def format_weight_comparison(d: Mapping) -> str:
+    rows = [f"{'rows':<8} {'AUC trained':>11} {'random':>7} {'chance':>7} {'z trained':>10} "
+            f"{'z random':>14} {'WCSS/random trained':>20} {'random':>7}"]
+    for choice, c in d.items():
+        a, z, zs = c["auc_overall"], c["z_overall"], c["z_overall_std"]
+        rows.append(f"{choice:<8} {a[TRAINED]:>11.3f} {a[RANDOM_RANDOM]:>7.3f} {a[CHANCE]:>7.3f} "
+                    f"{z[TRAINED]:>+10.2f} {z[RANDOM_RANDOM]:>+8.2f} ± {zs[RANDOM_RANDOM] or 0:.2f} "
+                    f"{c['inertia_ratio_trained']:>20.3f} {c['inertia_ratio_random']:>7.3f}")
+    return "\n".join(rows)
+
+
+def plot_weight_comparison(d: Mapping, *, title: str = ""):
+    """Figure: z beyond chance by layer for each clustering choice, trained model (solid)
+    against the random-init models (dashed, mean over seeds); dotted: z = 2."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
+    for c, (choice, v) in enumerate(d.items()):
+        layers = np.arange(len(v["z_by_layer"][TRAINED]))
+        axes[0].plot(layers, v["auc_by_layer"][TRAINED], "-o", ms=3, color=f"C{c}",
+                     label=f"{choice}: trained")
+        axes[0].plot(layers, v["auc_by_layer"][RANDOM_RANDOM], "--", color=f"C{c}",
+                     label=f"{choice}: random models")
+        axes[1].plot(layers, v["z_by_layer"][TRAINED], "-o", ms=3, color=f"C{c}",
+                     label=f"{choice}: trained")
+        axes[1].plot(layers, v["z_by_layer"][RANDOM_RANDOM], "--", color=f"C{c}",
+                     label=f"{choice}: random models")
+    first = next(iter(d.values()))
+    axes[0].plot(np.arange(len(first["auc_by_layer"][CHANCE])), first["auc_by_layer"][CHANCE],
+                 ":", color="grey", label="chance")
+    axes[1].axhline(2, color="grey", ls=":", lw=0.8)
+    axes[1].axhline(0, color="grey", ls="--", lw=0.6)
+    axes[0].set_ylabel("normalised Lorenz AUC (exact)")
+    axes[1].set_ylabel("z = (AUC - chance) / sd of chance")
+    for ax in axes:
+        ax.set_xlabel("layer")
+        ax.legend(fontsize=7)
+    axes[0].set_title(f"{title} AUC by the rows clustered", fontsize=9)
+    axes[1].set_title(f"{title} beyond chance", fontsize=9)
+    return fig
+
+
+def by_moe_weight(cfg: Mapping, masks: Mapping, k: int, choices=("up", "gate"),
+                  seed: int = 0) -> dict:
+    """:func:`weight_comparison` of the profile's models clustered on each of ``choices``
+    (``moe_weight`` values): trained and every random-init seed, each clustering cached."""
+    from . import moe
+    summaries, quality = {}, {}
+    for choice in choices:
+        clusterings = moe.model_clusterings(dict(cfg), weight=choice)
+        labels = moe.labels_by_seed(clusterings)
+        summaries[choice] = seeds_summary(seed_tables(labels, masks, k, seed=seed))
+        quality[choice] = moe.headline(moe.summary(clusterings))
+    return weight_comparison(summaries, quality)

@@ -89,6 +89,8 @@ PARAMETERS = {
     "overlap_frac": (_frac, "a fraction in (0, 1]"),
     "moe_cluster_size": (_int(1), "a whole number >= 1"),
     "moe_n_init": (_int(1), "a whole number >= 1"),
+    "moe_weight": (lambda v: v in ("up", "gate", "gate_up"),
+                   "up, gate or gate_up (the rows a gated MLP is clustered on)"),
     "random_seeds": (_list(_int(0), distinct=True), "a non-empty list of distinct whole numbers"),
     "auc_fracs": (_list(_frac), "a non-empty list of fractions in (0, 1]"),
     "auc_frac": (_frac, "a fraction in (0, 1]"),

@@ -253,8 +253,11 @@ def random_inertia(w_in, k: int, n_draws: int = 3, seed: int = 0) -> float:
 
 def cluster_sites(model, cluster_size: int, *, k: int | None = None, seed: int = 0,
                   n_init: int = 10, max_iter: int = 300, n_random: int = 3,
-                  progress: bool | str = True) -> Clustering:
-    """:func:`cluster_model` on the W_in of every layer of ``model`` (``neuron_sites``).
+                  weight: str = "up", progress: bool | str = True) -> Clustering:
+    """:func:`cluster_model` on the input rows of every layer of ``model`` (``neuron_sites``):
+    ``weight`` picks them in a gated MLP (:meth:`neurons.Site.rows`: ``"up"`` = W_in, the
+    authors' choice; ``"gate"``; ``"gate_up"``); models without a gate ignore it. Each choice
+    is cached on its own, since the cache is keyed by the rows clustered.
 
     ``k``: default :func:`choose_k` ``(neurons, cluster_size)``, the paper's cluster size as
     near as the width allows. The labels are cached by the content of the weights and the
@@ -263,24 +266,28 @@ def cluster_sites(model, cluster_size: int, *, k: int | None = None, seed: int =
     ``random_inertia`` ``[layers]`` (:func:`random_inertia`, the baseline).
     """
     from .neurons import neuron_sites
-    w_ins = [site.w_in for site in neuron_sites(model)]
+    w_ins = [site.rows(weight) for site in neuron_sites(model)]
     neurons, d_model = (int(s) for s in w_ins[0].shape)
     k = choose_k(neurons, cluster_size) if k is None else int(k)
     result = cluster_model(w_ins, k, seed=seed, n_init=n_init, max_iter=max_iter,
                            progress=progress)
     result.meta.update(cluster_size_wanted=int(cluster_size), neurons=neurons, d_model=d_model,
+                       weight=weight if neuron_sites(model)[0].w_gate is not None else "up",
                        random_inertia=np.array([random_inertia(w, k, n_random, seed)
                                                 for w in w_ins]))
     return result
 
 
-def model_clusterings(cfg: dict, progress: bool = True) -> dict[str, Clustering]:
+def model_clusterings(cfg: dict, progress: bool = True, weight: str | None = None
+                      ) -> dict[str, Clustering]:
     """MoEfication of the profile's trained model and of one random-init model per seed of
     ``cfg["random_seeds"]``: ``{"trained": Clustering, "random": Clustering, "random seed 1":
     Clustering, ...}`` (keys from :func:`overlap.random_kind`: "random" is the first seed's, the
     default random model) with ``k = choose_k(d_mlp, moe_cluster_size)``, ``n_init =
     moe_n_init`` and ``random_state = 0`` (REFERENCE.md). Each clustering's ``meta`` records
     ``random_init`` and ``model_seed`` (None for the trained model).
+
+    ``weight`` (default ``cfg["moe_weight"]``): which rows of a gated MLP are clustered.
 
     Notebooks 05, 06 and 07 all call this; the labels are cached by the content of the weights,
     so after the first call every layer of every model comes from the cache."""
@@ -293,6 +300,7 @@ def model_clusterings(cfg: dict, progress: bool = True) -> dict[str, Clustering]
         model, _ = get_model(cfg["model"], random_init, seed, cfg["dtype"])
         out[kind] = cluster_sites(model, cfg["moe_cluster_size"], seed=0,
                                   n_init=cfg["moe_n_init"],
+                                  weight=cfg["moe_weight"] if weight is None else weight,
                                   progress=f"MoEfication, {kind} model" if progress else False)
         out[kind].meta.update(random_init=random_init,
                               model_seed=int(seed) if random_init else None)
@@ -467,3 +475,11 @@ def tighter_than_random_models(s: dict) -> bool:
     if "trained" not in s or not rand:
         raise ValueError(f"need the trained and at least one random-init model; got {list(s)}")
     return bool((np.asarray(s["trained"]["inertia_ratio"]) < np.min(rand, axis=0)).all())
+
+
+def is_gated(cfg: dict) -> bool:
+    """Whether the profile's model has gated MLPs (a gate and an up matrix to choose from)."""
+    from .activations import get_model
+    from .neurons import neuron_sites
+    model, _ = get_model(cfg["model"], False, 0, cfg["dtype"])
+    return neuron_sites(model)[0].w_gate is not None

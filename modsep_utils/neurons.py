@@ -23,33 +23,57 @@ SUPPORTED = (
 )
 
 
+#: which input rows MoEfication clusters (gated MLPs; other MLPs have one input matrix)
+MOE_WEIGHTS = ("up", "gate", "gate_up")
+
+
 @dataclass
 class Site:
-    """The neurons of one layer: ``out_proj`` consumes them; ``w_in`` is ``[neurons, d_model]``."""
+    """The neurons of one layer: ``out_proj`` consumes them; ``w_in`` is ``[neurons, d_model]``
+    (gated MLPs: ``up_proj``, the authors' choice); ``w_gate`` ``[neurons, d_model]`` is the
+    gate of a gated MLP (``act(gate(x)) * up(x)``: the gate decides whether a neuron fires),
+    None for other MLPs."""
 
     layer: int
     out_proj: nn.Module
     w_in: torch.Tensor
+    w_gate: torch.Tensor | None = None
 
     @property
     def n_neurons(self) -> int:
         return self.w_in.shape[0]
 
+    def rows(self, which: str = "up") -> torch.Tensor:
+        """The input rows that describe each neuron, ``[neurons, d]``: ``"up"`` (W_in),
+        ``"gate"`` (the gate's rows) or ``"gate_up"`` (both, each row L2-normalised, side by
+        side, ``d = 2 d_model``). A model without a gate has only W_in: every choice gives it."""
+        if which not in MOE_WEIGHTS:
+            raise ValueError(f"moe_weight must be one of {list(MOE_WEIGHTS)}, not {which!r}")
+        if self.w_gate is None or which == "up":
+            return self.w_in
+        if which == "gate":
+            return self.w_gate
+        unit = [w.float() / w.float().norm(dim=1, keepdim=True).clamp_min(1e-12)
+                for w in (self.w_gate, self.w_in)]
+        return torch.cat(unit, dim=1)
 
-def _block_site(block: nn.Module) -> tuple[nn.Module, torch.Tensor] | None:
-    """(output projection, W_in as [neurons, d_model]) of one transformer block, or None."""
+
+def _block_site(block: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor | None] | None:
+    """(output projection, W_in and the gate's W as [neurons, d_model] (None without a gate))
+    of one transformer block, or None."""
     mlp = getattr(block, "mlp", None)
     if mlp is not None:
         if all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj")):
-            return mlp.down_proj, mlp.up_proj.weight  # neuron = act(gate) * up
+            # neuron = act(gate) * up
+            return mlp.down_proj, mlp.up_proj.weight, mlp.gate_proj.weight
         if hasattr(mlp, "fc1") and hasattr(mlp, "fc2"):
-            return mlp.fc2, mlp.fc1.weight
+            return mlp.fc2, mlp.fc1.weight, None
         if hasattr(mlp, "c_fc") and hasattr(mlp, "c_proj"):
             # GPT-2's Conv1D stores weight as [in, out]
-            return mlp.c_proj, mlp.c_fc.weight.T
+            return mlp.c_proj, mlp.c_fc.weight.T, None
     inter, out = getattr(block, "intermediate", None), getattr(block, "output", None)
     if inter is not None and hasattr(inter, "dense") and out is not None and hasattr(out, "dense"):
-        return out.dense, inter.dense.weight
+        return out.dense, inter.dense.weight, None
     return None
 
 
@@ -63,7 +87,8 @@ def neuron_sites(model: nn.Module) -> list[Site]:
         if isinstance(module, nn.ModuleList) and len(module) > 0:
             found = [_block_site(b) for b in module]
             if all(f is not None for f in found):
-                return [Site(i, o, w.detach()) for i, (o, w) in enumerate(found)]
+                return [Site(i, o, w.detach(), None if g is None else g.detach())
+                        for i, (o, w, g) in enumerate(found)]
     name = type(model).__name__
     raise ValueError(
         f"unsupported architecture {name}: no MLP neuron sites found. Supported: "

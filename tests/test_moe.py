@@ -142,7 +142,7 @@ def test_model_clusterings_are_cache_hits_the_second_time(tmp_path, monkeypatch)
         return model, None
     monkeypatch.setattr(activations, "get_model", fake_get_model)
     cfg = {"model": "tiny", "seed": 0, "dtype": "float32", "moe_cluster_size": 8,
-           "moe_n_init": 1, "random_seeds": [4, 5, 6]}
+           "moe_n_init": 1, "random_seeds": [4, 5, 6], "moe_weight": "up"}
     first = moe.model_clusterings(cfg, progress=False)
     assert list(first) == ["trained", "random", "random seed 5", "random seed 6"]
     assert loads == [False, (True, 4), (True, 5), (True, 6)]   # one random model per seed
@@ -201,3 +201,74 @@ def test_random_spread_and_trained_against_random_models():
     assert moe.random_spread({"trained": s["trained"]}) == {}
     with pytest.raises(ValueError, match="random-init"):
         moe.tighter_than_random_models({"trained": s["trained"]})
+
+
+# -- moe_weight: which rows of a gated MLP are clustered (issue 12) ---------------------------
+
+def _planted_gate_model():
+    """A tiny Llama whose gate rows sit in 4 planted groups of 6 (per layer) while its up rows
+    are unstructured: what decides firing is clustered, what scales the output is not."""
+    from tiny import tiny_text_models
+    model = tiny_text_models()["llama"]
+    gen = torch.Generator().manual_seed(0)
+    for layer in model.model.layers:
+        gate = layer.mlp.gate_proj.weight  # [24 neurons, 16]
+        centres = torch.randn(4, gate.shape[1], generator=gen)
+        with torch.no_grad():
+            gate.copy_(centres.repeat_interleave(6, 0)
+                       + 0.05 * torch.randn(gate.shape, generator=gen))
+            layer.mlp.up_proj.weight.copy_(torch.randn(layer.mlp.up_proj.weight.shape,
+                                                       generator=gen))
+    return model
+
+
+def _pure(labels, truth):
+    return all(len(set(labels[truth == g].tolist())) == 1 for g in np.unique(truth))
+
+
+def test_gate_rows_recover_planted_clusters_and_up_rows_do_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    model = _planted_gate_model()
+    truth = np.repeat(np.arange(4), 6)
+    gate = moe.cluster_sites(model, 6, seed=0, n_init=3, weight="gate", progress=False)
+    up = moe.cluster_sites(model, 6, seed=0, n_init=3, weight="up", progress=False)
+    assert gate.meta["weight"] == "gate" and up.meta["weight"] == "up"
+    assert all(_pure(lab, truth) for lab in gate.labels)
+    assert not any(_pure(lab, truth) for lab in up.labels)
+    both = moe.cluster_sites(model, 6, seed=0, n_init=3, weight="gate_up", progress=False)
+    assert both.meta["d_model"] == 2 * model.config.hidden_size
+    # cached per choice: the same choice again is read back, another one is computed
+    again = moe.cluster_sites(model, 6, seed=0, n_init=3, weight="gate", progress=False)
+    assert again.from_cache.all() and np.array_equal(again.labels, gate.labels)
+    assert not up.from_cache.any() and not both.from_cache.any()
+
+
+def test_moe_weight_is_ignored_without_a_gate_and_checked(tmp_path, monkeypatch):
+    from modsep_utils.neurons import neuron_sites
+    from tiny import tiny_vit
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    vit = tiny_vit()
+    a = moe.cluster_sites(vit, 6, n_init=1, weight="up", progress=False)
+    b = moe.cluster_sites(vit, 6, n_init=1, weight="gate", progress=False)
+    assert b.from_cache.all() and np.array_equal(a.labels, b.labels)  # the same rows
+    assert b.meta["weight"] == "up"  # what was actually clustered
+    with pytest.raises(ValueError, match="moe_weight"):
+        neuron_sites(vit)[0].rows("down")
+
+
+def test_weight_comparison_reads_both_choices():
+    from modsep_utils import auc
+    layers = 3
+
+    def summary(shift):
+        curve = lambda v: {"mean": [v] * layers, "overall": v, "overall_std": 0.01}  # noqa
+        names = (auc.TRAINED, auc.RANDOM_RANDOM, auc.RANDOM_TRAINED)
+        return {"exact": {**{n: curve(0.6 + shift) for n in names}, auc.CHANCE: curve(0.6)},
+                "z": {n: curve(10 * shift) for n in names}}
+    quality = {"trained": {"inertia_ratio_mean": 0.9},
+               "random_over_seeds": {"inertia_ratio_mean": {"mean": 0.99}}}
+    d = auc.weight_comparison({"up": summary(0.0), "gate": summary(0.1)},
+                              {"up": quality, "gate": quality})
+    assert d["gate"]["z_overall"][auc.TRAINED] == pytest.approx(1.0)
+    assert d["up"]["auc_overall"][auc.CHANCE] == 0.6 and d["up"]["inertia_ratio_random"] == 0.99
+    assert "gate" in auc.format_weight_comparison(d)

@@ -115,8 +115,14 @@ gets 16 clusters of 32; SmolLM2 (1536 neurons) gets 16 clusters of 96 (128 would
 far from 112; the smaller clusters win the tie). `moe_n_init` restarts (the authors' default
 10; fewer on the embedded LM, see `bench/bench_moe.py`).
 
-Labels are cached under `data/cache/moe/` by the content of the weights and the settings, so
-notebooks 06 and 07 reuse them."""),
+**Which rows.** In a gated MLP a neuron is `act(gate(x)) * up(x)`: the authors cluster the
+`up_proj` rows (`moe_weight: up`), but whether the neuron fires is decided by its `gate_proj`
+row. `moe_weight` picks `up`, `gate` or `gate_up` (both rows, each normalised, side by side);
+models with one input matrix (ViT, GPT-2, BERT) ignore it. Notebook 06 compares `up` and `gate`
+for gated models.
+
+Labels are cached under `data/cache/moe/` by the content of the rows clustered and the
+settings, so each choice is cached on its own and notebooks 06 and 07 reuse them."""),
     code("""from modsep_utils import moe, overlap
 
 clusterings = moe.model_clusterings(cfg)  # trained, then one random-init model per seed
@@ -131,7 +137,8 @@ seconds each layer took when it was clustered (the time recorded in the cache)."
 fig.suptitle(f"{model}: balanced k-means of W_in rows", fontsize=9)
 save_figure(fig, config.figure_path(cfg, "05_moefication"),
             {**numbers, "random_over_seeds": moe.random_spread(numbers)})
-update_json(config.headline_path(cfg), {"05_moefication": moe.headline(numbers)})
+update_json(config.headline_path(cfg), {"05_moefication": {
+    "moe_weight": clusterings["trained"].meta["weight"], **moe.headline(numbers)}})
 plt.show()"""),
     code("""# NBVAL_CHECK_OUTPUT
 # checks that could fail (balanced sizes are the solver's contract, checked as it clusters)
@@ -217,6 +224,24 @@ fig = auc.plot_auc_vs_fraction(by_frac, title=f"{model}:", mark=auc_frac)
 save_figure(fig, config.figure_path(cfg, "06_auc_vs_fraction"), by_frac)
 update_json(config.headline_path(cfg), {"06_auc_vs_fraction": auc.fraction_headline(by_frac)})
 plt.show()"""),
+    md("""### Gated MLPs: cluster on the gate or on up? (not in the paper)
+The same analysis with the clusters computed from the `gate_proj` rows instead of the
+`up_proj` rows, for the trained model and every random-init seed: if the selected neurons
+gather in gate clusters but not in up clusters, the paper's concentration finding depends on
+which matrix is clustered; if the random-init models' gate clusters gather them too, the
+effect is not learned. Models without a gate have nothing to compare."""),
+    code("""if moe.is_gated(cfg):
+    by_weight = auc.by_moe_weight(cfg, masks, k, ("up", "gate"), seed=seed)
+    print(auc.format_weight_comparison(by_weight))
+    fig = auc.plot_weight_comparison(by_weight, title=f"{model}:")
+    save_figure(fig, config.figure_path(cfg, "06_auc_gate_vs_up"), by_weight)
+    update_json(config.headline_path(cfg), {"06_auc_by_moe_weight": {
+        choice: {key: c[key] for key in ("auc_overall", "z_overall", "z_overall_std",
+                                         "inertia_ratio_trained", "inertia_ratio_random")}
+        for choice, c in by_weight.items()}})
+    plt.show()
+else:
+    print(f"{model} has one input matrix per MLP (no gate): nothing to compare")"""),
     code("""# NBVAL_CHECK_OUTPUT
 # could fail: a trained model whose selected neurons do not gather in its own clusters, or
 # random-model clusters that are not independent of the trained selection

@@ -796,8 +796,9 @@ def format_weight_comparison(d: Mapping) -> str:
 
 
 def plot_weight_comparison(d: Mapping, *, title: str = ""):
-    """Figure: z beyond chance by layer for each clustering choice, trained model (solid)
-    against the random-init models (dashed, mean over seeds); dotted: z = 2."""
+    """Figure: AUC and z beyond chance by layer for each clustering choice: trained model
+    (solid), random-init models (dashed, mean over seeds), random-model clusters with the
+    trained selections (dash-dot, z panel); dotted: chance, z = 2."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
     for c, (choice, v) in enumerate(d.items()):
@@ -810,6 +811,8 @@ def plot_weight_comparison(d: Mapping, *, title: str = ""):
                      label=f"{choice}: trained")
         axes[1].plot(layers, v["z_by_layer"][RANDOM_RANDOM], "--", color=f"C{c}",
                      label=f"{choice}: random models")
+        axes[1].plot(layers, v["z_by_layer"][RANDOM_TRAINED], "-.", lw=0.8, color=f"C{c}",
+                     label=f"{choice}: random clusters x trained neurons")
     first = next(iter(d.values()))
     axes[0].plot(np.arange(len(first["auc_by_layer"][CHANCE])), first["auc_by_layer"][CHANCE],
                  ":", color="grey", label="chance")

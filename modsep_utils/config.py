@@ -28,8 +28,9 @@ from .io import ROOT, content_key, read_json, write_json
 CONFIGS = ROOT / "configs"
 INTO_PROFILE = "MODSEP_INTO_PROFILE"
 # subset groups (the part of a subset name before ":") by experiment
+# (authors-only: subsets of the authors' published scores with no loader here, modsep_utils.authors)
 GROUPS = {"vit": ("fmnist", "fmnist-super", "cifar20", "cifar100"),
-          "lm": ("text", "quiz", "pile", "code", "camel", "mmlu")}
+          "lm": ("text", "quiz", "pile", "code", "camel", "mmlu", "authors-only")}
 EXPERIMENTS = tuple(GROUPS)
 
 

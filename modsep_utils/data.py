@@ -324,6 +324,8 @@ def family_of(name: str) -> str:
         return "science"
     elif group == "mmlu":
         return "mmlu-" + MMLU_SUBJECTS.get(member, "other")
+    elif group == "authors-only":  # scored by the authors, no loader here (modsep_utils.authors)
+        return "authors-only"
     raise _unknown(name)
 
 

@@ -509,10 +509,12 @@ def panel_titles(result: Mapping) -> tuple[str, str]:
 
 
 def short_labels(names: Sequence[str], not_reached: Sequence[str] = ()) -> list[str]:
-    """Figure labels: the name after its group prefix (``fmnist:Bag`` -> ``Bag``), marked
-    ``(!)`` where notebook 03 did not reach the target drop (its closest fraction is used)."""
+    """Figure labels: the name after its group prefix (``fmnist:Bag`` -> ``Bag``; the whole
+    name where two would read alike), marked ``(!)`` where notebook 03 did not reach the target
+    drop (its closest fraction is used)."""
+    from .pruning import short_names
     bad = set(not_reached)
-    return [n.split(":", 1)[-1] + (" (!)" if n in bad else "") for n in names]
+    return [s + (" (!)" if n in bad else "") for n, s in zip(names, short_names(names))]
 
 
 def mean_pairwise_overlap(masks) -> float:

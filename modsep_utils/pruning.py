@@ -9,6 +9,7 @@ log-likelihood of each choice.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -575,6 +576,14 @@ def short_name(name: str) -> str:
     return name.split(":", 1)[-1]
 
 
+def short_names(names: Sequence[str]) -> list[str]:
+    """Figure labels: each name after its group prefix, but the whole name where two short
+    names would read alike (``code:github`` and ``pile:Github``)."""
+    short = [short_name(n) for n in names]
+    alike = Counter(s.lower() for s in short)
+    return [n if alike[s.lower()] > 1 else s for n, s in zip(names, short)]
+
+
 def plot_cross_eval(matrices: Mapping[str, dict], summaries: Mapping[str, dict] | None = None,
                     title: str = ""):
     """Figures 1 / 2: pruned / unpruned accuracy (%) of every eval subset (rows) after pruning
@@ -593,12 +602,12 @@ def plot_cross_eval(matrices: Mapping[str, dict], summaries: Mapping[str, dict] 
                              constrained_layout=True, squeeze=False)
     for ax, (label, m) in zip(axes[0], matrices.items()):
         ratio = np.array([[np.nan if v is None else v for v in r] for r in m["ratio"]], float)
-        cols_l = [f"{short_name(f)}{'' if ok else ' (!)'}" for f, ok in zip(m["forget"],
-                                                                            m["reached"])]
+        cols_l = [f"{s}{'' if ok else ' (!)'}" for s, ok in zip(short_names(m["forget"]),
+                                                                 m["reached"])]
         panel = f"{title} target drop {label}"
         if summaries and label in summaries:
             panel += "\n" + _summary_line(summaries[label])
-        im = heatmap(ax, ratio, [short_name(e) for e in m["eval"]], cols_l, vmin=0.0,
+        im = heatmap(ax, ratio, short_names(m["eval"]), cols_l, vmin=0.0,
                      vmax=1.1, title=panel, xlabel="pruned for (forget subset)",
                      ylabel="evaluated on")
         if "ratio_se" in m and ratio.size <= 400:  # the standard error under each value

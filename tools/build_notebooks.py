@@ -48,6 +48,14 @@ def code(s, tags=()):
     return c
 
 
+def skip_without_weights(why: str):
+    """A cell that, in a score-only profile (the authors' published data, no weights), says so
+    in one line and skips the rest of the notebook (modsep_utils.authors)."""
+    return code(f"""from modsep_utils import authors
+
+authors.skip_rest_if_score_only(cfg, "{why}")""")
+
+
 def build(name: str, title: str, cells: list) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -71,6 +79,7 @@ shown with its spread over seeds). Each collection split is collected in two dis
 whose exact merge is the whole: notebook 02 scores each half separately to measure how
 reproducible the scores are. Results are cached by the content of their inputs (model
 weights, data, code version and every parameter)."""),
+    skip_without_weights("neuron statistics need the model"),
     code("""from modsep_utils import activations
 
 trained, retain_trained = activations.all_stats(cfg, forget_names, random_init=False)
@@ -96,13 +105,18 @@ $$S_n = \\frac{\\mathrm{mean}_{D_u} |n(x)|}{\\epsilon + \\mathrm{mean}_{D_r} |n(
 
 (the paper's Eq. 1 prints the ratio upside down; the authors' code, and the meaning "important
 for $D_u$", is forget over retain). Neurons are then selected by one global top-k over all
-layers together."""),
-    code("""from modsep_utils import activations, scoring
+layers together. A score-only profile (`configs/authors/`) takes the authors' published
+scores instead (`modsep_utils.authors`)."""),
+    code("""from modsep_utils import activations, authors, scoring
 
-trained, retain_trained = activations.all_stats(cfg, forget_names, random_init=False)
-random, retain_random = activations.all_stats(cfg, forget_names, random_init=True)
-scores_trained = scoring.all_scores(trained, retain_trained, eps)
-scores_random = scoring.all_scores(random, retain_random, eps)
+if authors.is_score_only(cfg):  # the authors' published scores: no weights, no statistics
+    print(authors.describe_scores(experiment))
+    scores_trained, scores_random = authors.scores_for(cfg, forget_names)
+else:
+    trained, retain_trained = activations.all_stats(cfg, forget_names, random_init=False)
+    random, retain_random = activations.all_stats(cfg, forget_names, random_init=True)
+    scores_trained = scoring.all_scores(trained, retain_trained, eps)
+    scores_random = scoring.all_scores(random, retain_random, eps)
 for name, s in scores_trained.items():
     print(f"{name:24s} score max {s.max():7.2f}  median {s.median():5.2f}")"""),
     md("""### Where the top neurons sit
@@ -113,6 +127,8 @@ save_figure(fig, config.figure_path(cfg, "02_top_neurons_by_layer"), numbers)
 update_json(config.headline_path(cfg), {"02_top_share_by_layer": {
     "frac": overlap_frac, "trained": numbers["trained"]["mean"], "random": numbers["random"]["mean"]}})
 plt.show()"""),
+    skip_without_weights("split-half reliability needs the statistics of two halves, which the "
+                         "authors did not publish"),
     md("""### How reproducible are the scores? (not in the paper)
 Every collection split was gathered in two disjoint halves. Scoring each half on its own
 (against the matching half of the retain set) and comparing gives the split-half reliability:
@@ -159,7 +175,16 @@ difference has a *paired* standard error, much smaller than either alone.
 
 Then each forget subset's pruned model is evaluated on every subset: pruned / unpruned
 accuracy. Subsets that no fraction brings into the window are marked (!) and reported, never
-given a placeholder value."""),
+given a placeholder value.
+
+A score-only profile (`configs/authors/`) has no model to prune: it draws the authors' own
+published tables in the same style instead, their headline numbers computed by the same
+summary code (`modsep_utils.authors`)."""),
+    code("""from modsep_utils import authors
+
+if authors.is_score_only(cfg):
+    print(authors.show_cross_eval(cfg))
+    authors.skip_rest_if_score_only(cfg, "the search and the cross-evaluation need the model")"""),
     code("""from modsep_utils import activations, pruning, scoring
 
 trained, retain_trained = activations.all_stats(cfg, forget_names, random_init=False)

@@ -5,7 +5,7 @@ them. The work is done in ``modsep_utils``; these cells only call it and show th
 """
 from __future__ import annotations
 
-from build_notebooks import code, md  # noqa: F401  (one definition of the cell builders)
+from build_notebooks import code, md, skip_without_weights  # noqa: F401  (one definition)
 
 
 NB04 = [
@@ -28,14 +28,20 @@ The randomly initialised model is given exactly the same fractions, so both mode
 same chance level. One random model is one draw of its weights, so there is one per seed of
 `random_seeds`: the random model's numbers are the mean ± sd over those seeds, and the
 figures show the first seed's matrix. Rows and columns are grouped by family (superclass or
-text domain family), so related subsets sit together."""),
+text domain family), so related subsets sit together. A score-only profile
+(`configs/authors/`) takes the authors' published scores and their one random-init model; its
+ViT fractions come from the authors' own table at the first drop."""),
     code("""import numpy as np
-from modsep_utils import data, overlap
+from modsep_utils import authors, data, overlap
 
 names = overlap.order_by_family(forget_names, data.family_of)
 families = [data.family_of(n) for n in names]
-fractions, selection = overlap.selection_fractions(cfg, names)  # ViT: needs notebook 03
-trained_scores, random_scores = overlap.seed_scores(cfg, names)  # random: {seed: scores}
+if authors.is_score_only(cfg):  # the authors' scores; ViT: their table's fractions
+    fractions, selection = authors.selection_fractions(cfg, names)
+    trained_scores, random_scores = authors.seed_scores(cfg, names)
+else:
+    fractions, selection = overlap.selection_fractions(cfg, names)  # ViT: needs notebook 03
+    trained_scores, random_scores = overlap.seed_scores(cfg, names)  # random: {seed: scores}
 masks = {"trained": overlap.masks_at(trained_scores, fractions),
          "random": {s: overlap.masks_at(sc, fractions) for s, sc in random_scores.items()}}
 print("random-init models: seeds", list(random_scores))
@@ -96,6 +102,21 @@ for kind, value in recomputed.items():
           overlap.agrees(result["summary"][f"mean_{kind}"], value))
 print("the random-init seeds select different neurons:",
       overlap.distinct(masks["random"].values()))"""),
+    code("""# a score-only LM profile also draws the overlaps at 3.4%, the paper's mean Mistral fraction
+for frac_ in authors.more_overlap_fractions(cfg):
+    more = overlap.compare_seeds(
+        overlap.masks_at(trained_scores, frac_),
+        {s: overlap.masks_at(sc, frac_) for s, sc in random_scores.items()}, families)
+    print(f"top {frac_:.1%} of neurons:")
+    print(overlap.format_summary(more["summary"]))
+    fig = overlap.plot_overlaps(more["trained"], more["random"], labels,
+                                chance=(more["chance_trained"], more["chance_random"]),
+                                titles=overlap.panel_titles(more))
+    fig.suptitle(f"{model}: top {frac_:.1%} of neurons", fontsize=9)
+    save_figure(fig, config.figure_path(cfg, f"fig4_overlaps_{frac_ * 100:g}pct"),
+                {**more, "frac": frac_})
+    update_json(config.headline_path(cfg), {f"04_overlaps_{frac_ * 100:g}pct": more["summary"]})
+    plt.show()"""),
 ]
 
 NB05 = [
@@ -123,6 +144,7 @@ for gated models.
 
 Labels are cached under `data/cache/moe/` by the content of the rows clustered and the
 settings, so each choice is cached on its own and notebooks 06 and 07 reuse them."""),
+    skip_without_weights("MoEfication clusters the rows of the model's W_in"),
     code("""from modsep_utils import moe, overlap
 
 clusterings = moe.model_clusterings(cfg)  # trained, then one random-init model per seed
@@ -172,6 +194,7 @@ of ± 2 sd of one random selection's area) and the most concentrated selection t
 sizes allow (best achievable). How far an area lies beyond chance is its z-score,
 $z = (A - \\bar A_{chance}) / \\mathrm{sd}(A_{chance})$, from 200 random selections of the same
 size per layer. The random-model curves are computed for every seed of `random_seeds`."""),
+    skip_without_weights("the Lorenz curves need MoEfication clusters of the model's weights"),
     code("""from modsep_utils import auc, moe, overlap
 
 trained_scores, random_scores = overlap.seed_scores(cfg, forget_names)  # random: {seed: scores}
@@ -271,6 +294,7 @@ figure; in a live kernel the controls redraw it. (The views are display handles 
 an `Output` widget: headless, nbclient mimics an `Output` widget by sending comm messages on
 the kernel's shell channel, and papermill runs of such a notebook hung here now and then -
 nbclient issue #312.)"""),
+    skip_without_weights("the explorer needs the cross-evaluation and clusters of the model"),
     code("""import ipywidgets as widgets
 from IPython.display import Pretty, display
 from modsep_utils import data, explore

@@ -68,6 +68,7 @@ smoke-lm: setup
 bench: setup
 	$(PY) bench/bench_collect.py
 	$(PY) bench/bench_moe.py
+	$(PY) bench/bench_eval_size.py
 
 # rebuild the notebooks from tools/build_notebooks.py and execute them in place (smoke ViT)
 notebooks: setup

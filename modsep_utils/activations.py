@@ -1,8 +1,10 @@
 """Step 01: neuron statistics of every subset, for the trained and the random model.
 
-Statistics are cached under ``DATA/cache/stats/`` by the content of their inputs (model and
-its weights' fingerprint, trained or random, seed, subset, token/image count, block length,
-dtype), so a re-run, or a run after an interruption, computes only what is missing.
+Statistics are collected per half of each collection split (their exact merge is the whole;
+the halves give the split-half reliability) and cached under ``DATA/cache/stats/`` by the
+content of every input (the weights' digest, the random-init model's own weights, the data's
+digest, the code version and every parameter), so a re-run, or a run after an interruption,
+computes only what is missing.
 """
 from __future__ import annotations
 
@@ -112,12 +114,6 @@ def subset_half_stats(cfg: dict, subset: str, random_init: bool = False,
         key = stats_inputs(cfg, subset, random_init, model_seed, half=i)
         return NeuronStats.from_dict(cached_tensors("stats", key, compute))
     return half(0), half(1)
-
-
-def subset_stats(cfg: dict, subset: str, random_init: bool = False,
-                 model_seed: int | None = None) -> NeuronStats:
-    """Statistics of the collection split of ``subset``: the exact merge of its two halves."""
-    return NeuronStats.merge(*subset_half_stats(cfg, subset, random_init, model_seed))
 
 
 def all_stats(cfg: dict, forget: list[str], random_init: bool = False,

@@ -784,6 +784,13 @@ def weight_comparison(summaries: Mapping[str, Mapping], quality: Mapping[str, Ma
     return out
 
 
+def weight_headline(d: Mapping) -> dict:
+    """The overall numbers of :func:`weight_comparison` (no per-layer lists) for the headline."""
+    keys = ("auc_overall", "z_overall", "z_overall_std", "inertia_ratio_trained",
+            "inertia_ratio_random")
+    return {choice: {key: c[key] for key in keys} for choice, c in d.items()}
+
+
 def format_weight_comparison(d: Mapping) -> str:
     rows = [f"{'rows':<8} {'AUC trained':>11} {'random':>7} {'chance':>7} {'z trained':>10} "
             f"{'z random':>14} {'WCSS/random trained':>20} {'random':>7}"]

@@ -480,9 +480,6 @@ class Evaluator:
                 return measurement(*counts(self.model, self.subset(name), **kw))
         return cached_json("accuracy", [eval_inputs(self.cfg, name), mask_digest(mask)], compute)
 
-    def accuracy(self, name: str, mask: torch.Tensor | None = None) -> float:
-        return self(name, mask)["accuracy"]
-
 
 def selection_fractions(evaluator: Evaluator, scores: Mapping[str, torch.Tensor],
                         drop: float, progress: bool = True) -> dict[str, dict]:

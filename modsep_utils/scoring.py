@@ -130,6 +130,17 @@ def split_half_reliability(halves: dict, frac: float, eps: float = EPS) -> dict:
     return out
 
 
+def reliability_summary(rel: dict) -> dict:
+    """Mean and minimum over subsets of :func:`split_half_reliability`'s rank correlation and
+    Jaccard index, with its fraction and chance Jaccard (the headline numbers)."""
+    import numpy as np
+    rho = [v["spearman"] for v in rel["subsets"].values()]
+    jac = [v["jaccard"] for v in rel["subsets"].values()]
+    return {"frac": rel["frac"], "spearman_mean": float(np.mean(rho)),
+            "spearman_min": float(np.min(rho)), "jaccard_mean": float(np.mean(jac)),
+            "jaccard_min": float(np.min(jac)), "chance_jaccard": rel["chance_jaccard"]}
+
+
 def plot_reliability(rel: dict, label: str = "trained"):
     """Figure: split-half rank correlation and top-k Jaccard per subset."""
     import matplotlib.pyplot as plt

@@ -272,3 +272,5 @@ def test_weight_comparison_reads_both_choices():
     assert d["gate"]["z_overall"][auc.TRAINED] == pytest.approx(1.0)
     assert d["up"]["auc_overall"][auc.CHANCE] == 0.6 and d["up"]["inertia_ratio_random"] == 0.99
     assert "gate" in auc.format_weight_comparison(d)
+    assert auc.weight_headline(d)["gate"]["z_overall"] == d["gate"]["z_overall"]
+    assert "auc_by_layer" not in auc.weight_headline(d)["up"]

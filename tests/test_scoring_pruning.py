@@ -281,3 +281,36 @@ def test_fractions_are_read_back_only_with_the_parameters_behind_them(tmp_path, 
     monkeypatch.setattr(activations, "_source_fingerprint", lambda name: "retrained")
     with pytest.raises(ValueError, match="weights"):
         pruning.load_fractions(cfg, 0.5)
+
+
+def test_split_half_reliability_by_hand():
+    from modsep_utils.scoring import (jaccard, rank_correlation, reliability_summary,
+                                      split_half_reliability)
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    assert rank_correlation(a, a * 10 + 1) == pytest.approx(1.0)  # ranks only
+    assert rank_correlation(a, -a) == pytest.approx(-1.0)
+    # ranks 0..3 against 1,0,3,2: 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 4 / 60
+    assert rank_correlation(a, torch.tensor([[2.0, 1.0, 4.0, 3.0]])) == pytest.approx(0.6)
+    m1 = torch.tensor([[True, True, False, False]])
+    m2 = torch.tensor([[True, False, True, False]])
+    assert jaccard(m1, m2) == pytest.approx(1 / 3)
+    same = _stats([[1.0, 5.0, 2.0, 0.5]])
+    other = _stats([[5.0, 1.0, 0.5, 2.0]])
+    retain = _stats([[1.0, 1.0, 1.0, 1.0]])
+    rel = split_half_reliability({"forget": {"x": (same, same), "y": (same, other)},
+                                  "retain": (retain, retain)}, frac=0.5)
+    assert rel["subsets"]["x"] == {"spearman": pytest.approx(1.0), "jaccard": 1.0}
+    assert rel["subsets"]["y"]["jaccard"] == 0.0 and rel["subsets"]["y"]["spearman"] < 0
+    s = reliability_summary(rel)
+    assert s["jaccard_min"] == 0.0 and s["jaccard_mean"] == 0.5
+    assert s["chance_jaccard"] == pytest.approx(0.5 / 1.5)
+
+
+def test_collection_halves_partition_the_blocks():
+    from modsep_utils.activations import halves
+    from modsep_utils.data import Subset
+    tokens = torch.arange(5 * 4).view(5, 4)
+    h1, h2 = halves(Subset("t", "text", "f", tokens=tokens))
+    assert torch.equal(torch.cat([h1.tokens, h2.tokens]), tokens) and len(h1) == 2
+    with pytest.raises(ValueError, match="collect_n"):
+        halves(Subset("t", "text", "f", tokens=tokens[:1]))

@@ -135,26 +135,21 @@ Every collection split was gathered in two disjoint halves. Scoring each half on
 the rank correlation of all scores, and the Jaccard index of the two top-`overlap_frac`
 selections against its chance level. A low Jaccard means that the selected neurons depend on
 which text or images happened to be collected: more collection data would change them."""),
-    code("""import numpy as np
-
-reliability = scoring.split_half_reliability(
+    code("""reliability = scoring.split_half_reliability(
     activations.all_half_stats(cfg, forget_names, random_init=False), overlap_frac, eps)
 fig = scoring.plot_reliability(reliability)
 save_figure(fig, config.figure_path(cfg, "02_split_half_reliability"), reliability)
-rho = [v["spearman"] for v in reliability["subsets"].values()]
-jac = [v["jaccard"] for v in reliability["subsets"].values()]
-update_json(config.headline_path(cfg), {"02_split_half_reliability": {
-    "frac": overlap_frac, "spearman_mean": float(np.mean(rho)), "spearman_min": float(np.min(rho)),
-    "jaccard_mean": float(np.mean(jac)), "jaccard_min": float(np.min(jac)),
-    "chance_jaccard": reliability["chance_jaccard"]}})
-print(f"split-half rank correlation {np.mean(rho):.3f} (min {np.min(rho):.3f}); "
-      f"top-{overlap_frac:.1%} Jaccard {np.mean(jac):.3f} (min {np.min(jac):.3f}, "
-      f"chance {reliability['chance_jaccard']:.3f})")
+summary = scoring.reliability_summary(reliability)
+update_json(config.headline_path(cfg), {"02_split_half_reliability": summary})
+print(f"split-half rank correlation {summary['spearman_mean']:.3f} (min "
+      f"{summary['spearman_min']:.3f}); top-{overlap_frac:.1%} Jaccard "
+      f"{summary['jaccard_mean']:.3f} (min {summary['jaccard_min']:.3f}, chance "
+      f"{summary['chance_jaccard']:.3f})")
 plt.show()"""),
     code("""# NBVAL_CHECK_OUTPUT
 # the two halves agree far beyond chance (could fail: too little collection data)
 print("top-k selections agree beyond chance in every subset:",
-      min(jac) > 2 * reliability["chance_jaccard"])"""),
+      summary["jaccard_min"] > 2 * summary["chance_jaccard"])"""),
 ]
 
 NB03 = [

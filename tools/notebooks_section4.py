@@ -258,10 +258,8 @@ effect is not learned. Models without a gate have nothing to compare."""),
     print(auc.format_weight_comparison(by_weight))
     fig = auc.plot_weight_comparison(by_weight, title=f"{model}:")
     save_figure(fig, config.figure_path(cfg, "06_auc_gate_vs_up"), by_weight)
-    update_json(config.headline_path(cfg), {"06_auc_by_moe_weight": {
-        choice: {key: c[key] for key in ("auc_overall", "z_overall", "z_overall_std",
-                                         "inertia_ratio_trained", "inertia_ratio_random")}
-        for choice, c in by_weight.items()}})
+    update_json(config.headline_path(cfg),
+                {"06_auc_by_moe_weight": auc.weight_headline(by_weight)})
     plt.show()
 else:
     print(f"{model} has one input matrix per MLP (no gate): nothing to compare")"""),

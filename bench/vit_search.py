@@ -1,0 +1,164 @@
+"""Search for a vision stand-in whose MLP neurons matter (issue 10).
+
+Trains candidate ViTs on Fashion-MNIST with the project's recipe (``models.train_vit``) and
+measures, for each, the test accuracy and the accuracy with every MLP neuron pruned, overall and
+per class. A class can reach a pruning drop ``d`` at a fraction below 1 only if its pruned-all
+accuracy is at most ``(1 - d)`` times its unpruned accuracy, so this screens candidates exactly
+for the property the paper's experiment needs, before any pipeline runs.
+
+    python bench/vit_search.py --device cuda --n-train 30000 --out bench/results/vit_search.json
+
+After the grid, the best candidates are retrained with two more seeds (which classes survive
+pruning varies with the seed). Results are written after every candidate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modsep_utils import models
+from modsep_utils.io import write_json
+
+BASE = dict(image_size=28, num_channels=1, num_labels=10)
+HP = dict(models.VIT_TRAINING, epochs=6)
+
+
+def cand(layers, hidden, heads, mlp, patch=7, epochs=6, seed=0, **extra):
+    hp = dict(HP, epochs=epochs, seed=seed, **{k: extra.pop(k) for k in list(extra) if k in HP})
+    return {"config": dict(BASE, num_hidden_layers=layers, hidden_size=hidden,
+                           num_attention_heads=heads, intermediate_size=mlp, patch_size=patch,
+                           **extra), "training": hp}
+
+
+GRID = [
+    cand(8, 64, 4, 512), cand(6, 96, 4, 768),    # the issue's two best
+    cand(4, 128, 4, 512, epochs=3),             # the embedded ViT of today
+    cand(8, 64, 4, 1024), cand(12, 64, 4, 512), cand(8, 48, 4, 768), cand(8, 32, 2, 512),
+    cand(8, 64, 1, 512), cand(10, 64, 2, 768, epochs=8), cand(8, 64, 4, 512, hflip=False),
+    cand(8, 64, 4, 512, epochs=10), cand(16, 64, 4, 512), cand(6, 64, 4, 1536),
+    cand(8, 96, 4, 1536), cand(12, 48, 4, 768), cand(8, 64, 4, 512, attention_probs_dropout_prob=0.2),
+    cand(8, 64, 4, 512, patch=4),
+]
+
+ROUND2 = [
+    cand(8, 48, 4, 768, seed=1), cand(8, 48, 4, 768, seed=2), cand(8, 64, 4, 1024, seed=1),
+    cand(8, 64, 4, 1024, seed=2), cand(8, 48, 4, 768, epochs=10), cand(8, 48, 4, 1024),
+    cand(8, 64, 4, 1536), cand(10, 48, 4, 768), cand(8, 64, 4, 1024, epochs=10),
+    cand(6, 48, 4, 768), cand(8, 48, 4, 768, seed=3),
+]
+
+
+def load(path: str | None, n_train: int) -> tuple:
+    """Normalised tensors from the Debian package, or from an ``.npz.xz`` copy (GPU machine)."""
+    if path is None:
+        return models.fmnist_tensors(n_train)
+    arrays = np.load(__import__("io").BytesIO(lzma.decompress(Path(path).read_bytes())))
+    tr, trl = arrays["train_images"][:n_train], arrays["train_labels"][:n_train]
+    mean, std = float((tr / 255.0).mean()), float((tr / 255.0).std())
+    return (models._normalise(tr, mean, std), torch.from_numpy(trl).long(),
+            models._normalise(arrays["test_images"], mean, std),
+            torch.from_numpy(arrays["test_labels"]).long(), mean, std)
+
+
+def evaluate(c: dict, data: tuple, device: str) -> dict:
+    t0 = time.perf_counter()
+    model, history = models.train_vit(c["config"], c["training"], data, device=device,
+                                      progress=False)
+    seconds = time.perf_counter() - t0
+    x, y = data[2].to(device), data[3].to(device)
+    base = models.class_accuracy(model, x, y)
+    cut = models.class_accuracy(model, x, y, prune_all=True)
+    ratio = cut / np.maximum(base, 1e-9)
+    return {**c, "test_accuracy": history[-1]["test_accuracy"], "train_seconds": round(seconds, 1),
+            "pruned_all": round(float(cut.mean()), 4), "class_base": [round(float(v), 4) for v in base],
+            "class_pruned_all": [round(float(v), 4) for v in cut],
+            "reach50": int((ratio <= 0.5).sum()), "reach80": int((ratio <= 0.2).sum())}
+
+
+def rank(r: dict) -> tuple:
+    return (r["reach50"], r["reach80"], -r["pruned_all"], r["test_accuracy"])
+
+
+def label(r: dict) -> str:
+    c, t = r["config"], r["training"]
+    extra = ("" if t["hflip"] else " no flip") + (
+        f" attn drop {c['attention_probs_dropout_prob']}" if "attention_probs_dropout_prob" in c else "")
+    return (f"L{c['num_hidden_layers']} H{c['hidden_size']} M{c['intermediate_size']} "
+            f"h{c['num_attention_heads']} p{c['patch_size']} e{t['epochs']} s{t['seed']}{extra}")
+
+
+def plot(result: dict, path: str) -> None:
+    """Per class, accuracy with every MLP neuron pruned over unpruned accuracy, one row per
+    candidate (best first): a class whose ratio stays above 0.5 (0.2) cannot reach the 50%
+    (80%) drop by pruning every neuron."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = sorted(result["rows"], key=rank, reverse=True)
+    ratio = np.array([np.array(r["class_pruned_all"]) / np.maximum(r["class_base"], 1e-9)
+                      for r in rows])
+    fig, ax = plt.subplots(figsize=(11, 0.34 * len(rows) + 1.8))
+    im = ax.imshow(ratio, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
+    for i, j in np.ndindex(ratio.shape):
+        ax.text(j, i, f"{ratio[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(10), models.FASHION_MNIST_CLASSES, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [
+        f"{label(r)}: test {r['test_accuracy']:.1%}, all pruned {r['pruned_all']:.1%}, "
+        f"reach {r['reach50']}/{r['reach80']}" for r in rows], fontsize=7)
+    fig.colorbar(im, ax=ax, label="pruned-all / unpruned accuracy")
+    ax.set_title(f"ViT candidates on Fashion-MNIST ({result['n_train']} training images, "
+                 f"{result['device']}): per class, accuracy left with every MLP neuron pruned",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    write_json(Path(path).with_suffix(".json"), {**result, "rows": rows, "ratio": ratio.round(4).tolist()})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--data", default=None, help="an .npz.xz copy of Fashion-MNIST")
+    ap.add_argument("--budget", type=float, default=300.0, help="seconds; no new run after it")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--round2", action="store_true")
+    ap.add_argument("--top", type=int, default=3)
+    ap.add_argument("--out", default="bench/results/vit_search.json")
+    ap.add_argument("--plot", default=None, help="draw --out's rows into this PNG and stop")
+    a = ap.parse_args()
+    if a.plot:
+        return plot(json.loads(Path(a.out).read_text()), a.plot)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the same arithmetic as the CPU recipe
+    data = load(a.data, a.n_train)
+    t0, rows = time.perf_counter(), []
+    device = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu x{torch.get_num_threads()}"
+
+    def run(c):
+        if time.perf_counter() - t0 > a.budget:
+            return
+        r = evaluate(c, data, a.device)
+        rows.append(r)
+        cfg = r["config"]
+        print(f"L{cfg['num_hidden_layers']} H{cfg['hidden_size']} h{cfg['num_attention_heads']} "
+              f"M{cfg['intermediate_size']} p{cfg['patch_size']} e{r['training']['epochs']} "
+              f"s{r['training']['seed']} {'' if r['training']['hflip'] else 'noflip '}"
+              f"test {r['test_accuracy']:.3f} pruned-all {r['pruned_all']:.3f} "
+              f"reach50 {r['reach50']} reach80 {r['reach80']} ({r['train_seconds']} s) "
+              f"{r['class_pruned_all']}", flush=True)
+        write_json(a.out, {"device": device, "n_train": len(data[0]), "rows": rows})
+
+    for c in (ROUND2 if a.round2 else GRID):
+        run(c)
+    for r in sorted(list(rows), key=rank, reverse=True)[:a.top]:
+        for s in a.seeds:
+            run({"config": r["config"], "training": dict(r["training"], seed=s)})
+
+
+if __name__ == "__main__":
+    main()

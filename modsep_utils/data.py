@@ -434,8 +434,14 @@ def subset_fingerprint(name: str) -> str:
         return content_key("fmnist", name, [_file_sha256(FMNIST_DIR / f) for f in FMNIST_FILES])
     # hub: the content is the hub's; what we control is where and how it is read
     path, config = _HUB_SOURCES.get(group) or (f"camel-ai/{member}", None)
-    return content_key("hub", name, path, config, "offline" if _hub_offline() else "streamed",
-                       HUB_LOADER_VERSION, HUB_DOC_CHARS, HUB_EVAL_MOD)
+    mode = "offline" if _hub_offline() else "streamed"
+    if _hub_dir() is not None:  # local copies: their content
+        local = _hub_dir() / path
+        mode = ["local", sorted((str(f.relative_to(local)), _file_sha256(f))
+                                for f in local.rglob("*") if f.is_file())
+                if local.is_dir() else None]
+    return content_key("hub", name, path, config, mode, HUB_LOADER_VERSION, HUB_DOC_CHARS,
+                       HUB_EVAL_MOD)
 
 
 # ---------------------------------------------------------------------------- text: packing
@@ -1373,14 +1379,31 @@ def _hub_offline() -> bool:
     return bool(datasets.config.HF_HUB_OFFLINE)
 
 
+#: a folder of local copies of the hub datasets, ``<folder>/<owner>/<name>/`` each (a dataset
+#: repository's layout: data files, configs in its README.md), read instead of the hub
+HUB_DIR_ENV = "MODSEP_HUB_DIR"
+
+
+def _hub_dir() -> Path | None:
+    folder = os.environ.get(HUB_DIR_ENV)
+    return Path(folder) if folder else None
+
+
 def _load_hub(path: str, **kw):
     """``datasets.load_dataset(path, streaming=True, **kw)``; tests replace this function.
 
     Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) it loads the local copy instead; without
-    network and without a local copy it raises DataUnavailable at once.
+    network and without a local copy it raises DataUnavailable at once. With
+    ``MODSEP_HUB_DIR`` set it loads ``$MODSEP_HUB_DIR/<path>`` (a local dataset repository,
+    e.g. a ``git clone`` of the hub repository) with the same call.
     """
     import datasets
     what = f"dataset {path}" + (f" ({kw['name']})" if kw.get("name") else "")
+    if _hub_dir() is not None:
+        local = _hub_dir() / path
+        if not local.is_dir():
+            raise DataUnavailable(f"{what}: no folder {local} ({HUB_DIR_ENV} is set)")
+        return datasets.load_dataset(str(local), **kw)
     hint = (f"download it first on a machine with network (python -c \"import datasets; "
             f"datasets.load_dataset('{path}'" + (f", '{kw['name']}'" if kw.get("name") else "")
             + ")\"), then run with HF_HUB_OFFLINE=1")

@@ -4,7 +4,8 @@ measured about them: the accuracy effect of pruning one subset's neurons on the 
 given MoEfication labels (step 05), which clusters hold the neurons they share (step 06).
 
 :func:`pair_report` returns plain Python values (lists, floats, None), ready for JSON and for
-:func:`plot_pair`; the notebook only wraps them in widgets.
+:func:`plot_pair`; :meth:`Explorer.widget` builds the notebook's whole interactive view
+(:class:`PairView`): the notebook cell only calls it.
 """
 from __future__ import annotations
 
@@ -148,11 +149,17 @@ def plot_pair(report: Mapping[str, Any]):
     clusters = report.get("clusters")
     n_panels = 3 if clusters else 2
     fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 3.8), constrained_layout=True)
-    fig.suptitle(f"{a}  vs  {b}", fontsize=10)
+    title = f"{a}  vs  {b}"
+    if "frac_a" in report:  # an Explorer report: which model, and the fractions selected
+        title = (f"{report['model']} model: {a} (top {report['frac_a']:.1%})  vs  {b} "
+                 f"(top {report['frac_b']:.1%})")
+    fig.suptitle(title, fontsize=10)
 
     ax = axes[0]
-    bars = [("a_to_b", f"prune {a}\neval {b}"), ("b_to_a", f"prune {b}\neval {a}"),
-            ("a_self", f"prune {a}\neval {a}"), ("b_self", f"prune {b}\neval {b}")]
+    # member names only under the bars ("fmnist:T-shirt" -> "T-shirt"): full names collide
+    sa, sb = a.rpartition(":")[2], b.rpartition(":")[2]
+    bars = [("a_to_b", f"prune {sa}\neval {sb}"), ("b_to_a", f"prune {sb}\neval {sa}"),
+            ("a_self", f"prune {sa}\neval {sa}"), ("b_self", f"prune {sb}\neval {sb}")]
     for i, (key, text) in enumerate(bars):
         value = report.get(key)
         if value is None:
@@ -163,7 +170,10 @@ def plot_pair(report: Mapping[str, Any]):
     ax.axhline(1.0, color="black", lw=0.6, ls="--")
     ax.set_xticks(range(len(bars)), labels=[t for _, t in bars], fontsize=6)
     ax.set_ylabel("accuracy pruned / unpruned")
-    ax.set_title("cross-evaluation", fontsize=9)
+    # measured by notebook 03 at each subset's own fraction only: the fraction chosen here
+    # cannot move these bars, and the title says so
+    ax.set_title("cross-evaluation (03's fractions)" if "frac_a" in report else
+                 "cross-evaluation", fontsize=9)
 
     ax = axes[1]
     x = np.arange(len(names))
@@ -173,11 +183,11 @@ def plot_pair(report: Mapping[str, Any]):
             label="chance |B|/neurons")
     ax.plot(x, 100 * np.asarray(report["chance_b_in_a"]), ls="--", color="tab:orange", lw=0.8,
             label="chance |A|/neurons")
-    ax.set_xticks(x, labels=names, fontsize=6, rotation=90)
+    _layer_axis(ax, names)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("overlap (%)")
     ax.set_title("overlap by layer", fontsize=9)
-    ax.legend(fontsize=6)
+    _legend(ax, *ax.get_legend_handles_labels())
 
     if clusters:
         ax = axes[2]
@@ -185,7 +195,7 @@ def plot_pair(report: Mapping[str, Any]):
         ax.bar(x, [p["n_clusters"] for p in per], color="0.7", label="clusters holding A∩B")
         ax.plot(x, [p["n_shared"] for p in per], "k.", label="shared neurons")
         ax.set_ylabel(f"count (k = {clusters['k']})")
-        ax.set_xticks(x, labels=names, fontsize=6, rotation=90)
+        _layer_axis(ax, names)
         twin = ax.twinx()
         twin.plot(x, [p["auc_shared"] for p in per], color="tab:green", marker=".",
                   label="Lorenz AUC of A∩B")
@@ -194,8 +204,29 @@ def plot_pair(report: Mapping[str, Any]):
         ax.set_title("shared neurons in MoE clusters", fontsize=9)
         lines = ax.get_legend_handles_labels()
         more = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=6)
+        _legend(ax, lines[0] + more[0], lines[1] + more[1])
     return fig
+
+
+def _layer_axis(ax, names: Sequence[str], most: int = 12) -> None:
+    """Layer ticks that stay readable for deep models: at most ``most`` labels, upright (a
+    30-layer LM gets every third layer, not 30 rotated labels in 6-point type)."""
+    step = max(1, math.ceil(len(names) / most))
+    ticks = list(range(0, len(names), step))
+    ax.set_xticks(ticks, labels=[names[i] for i in ticks], fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_xlabel("layer", fontsize=8)
+
+
+def _legend(ax, handles, labels) -> None:
+    """A legend of the entries that show something (a line of NaN only, e.g. the overlap of
+    an empty selection, is left out); none at all when no entry does."""
+    def drawn(h):
+        data = h.get_ydata() if hasattr(h, "get_ydata") else [1.0]
+        return bool(np.isfinite(np.asarray(data, dtype=float)).any())
+    keep = [(h, t) for h, t in zip(handles, labels) if drawn(h)]
+    if keep:
+        ax.legend(*zip(*keep), fontsize=6)
 
 
 # -- notebook 07: the data behind the widget ---------------------------------------------------
@@ -288,6 +319,11 @@ class Explorer:
         report.update(model=kind, frac_a=fa, frac_b=fb, cross_eval_note=self.cross_eval_note)
         return report
 
+    def widget(self, a: str | None = None, b: str | None = None, family=None) -> "PairView":
+        """The interactive view (:class:`PairView`), first showing ``a`` and ``b`` (default:
+        :func:`default_pair` by ``family``); a cell that ends with it displays it."""
+        return PairView(self, a, b, family)
+
     @classmethod
     def from_config(cls, cfg: Mapping, names: Sequence[str], progress: bool = True
                     ) -> "Explorer":
@@ -354,3 +390,113 @@ def format_report(report: Mapping[str, Any]) -> str:
         rows.append(f"MoE clusters (k = {report['clusters']['k']}) holding the shared neurons, "
                     f"by layer (neurons in clusters): {where or 'no shared neuron'}")
     return "\n".join(rows)
+
+
+# -- notebook 07: the interactive view ---------------------------------------------------------
+
+class PairView:
+    """Notebook 07's explorer: controls (model, class A, class B, fraction, "each class at its
+    03 fraction") and, under them, the report text and the figure of what they select, redrawn
+    on every change (:meth:`refresh`).
+
+    The report and figure are display handles updated in place, not an ``Output`` widget:
+    headless, nbclient mimics an ``Output`` widget with comm messages on the kernel's shell
+    channel, and papermill runs of such a notebook hung now and then (nbclient issue #312).
+    So a saved notebook keeps the first selection's report and figure as plain outputs that
+    read without a kernel, under the controls' widget output (which :func:`modsep_utils.run.
+    sanitize` drops from saved notebooks: without its kernel it is a raw repr).
+
+    The fraction slider selects both classes' neurons when the box is unticked; while the box
+    is ticked (each class at notebook 03's own fraction) the slider is disabled, and
+    :attr:`note` says which fraction is in use and that the cross-evaluation bars are 03's
+    measurements at 03's fractions, which no fraction chosen here changes.
+
+    Without a browser: set a control's ``value`` and read :attr:`report`, :attr:`text`,
+    :attr:`png` (the figure) and :attr:`figure`.
+    """
+
+    def __init__(self, explorer: Explorer, a: str | None = None, b: str | None = None,
+                 family=None):
+        import ipywidgets as widgets
+
+        self.explorer = ex = explorer
+        first_a, first_b = default_pair(ex.names, family)
+        own = ex.fractions is not None
+        self.model = widgets.Dropdown(options=ex.kinds, value="trained", description="model")
+        self.a = widgets.Dropdown(options=ex.names, value=a or first_a, description="class A")
+        self.b = widgets.Dropdown(options=ex.names, value=b or first_b, description="class B")
+        # redrawn when the slider is released: a redraw takes seconds on a 30-layer model
+        self.frac = widgets.FloatSlider(value=ex.default_frac, min=0.001, max=0.5, step=0.001,
+                                        readout_format=".1%", description="fraction",
+                                        continuous_update=False, disabled=own)
+        self.own = widgets.Checkbox(value=own, disabled=not own,
+                                    description="each class at its 03 fraction")
+        self.note = widgets.HTML()
+        self.controls = widgets.VBox([widgets.HBox([self.model, self.a, self.b]),
+                                      widgets.HBox([self.frac, self.own]), self.note])
+        self.report: dict[str, Any] = {}
+        self.text = ""
+        self.png = b""
+        self.figure = None
+        self._views = None  # (text, figure) display handles, once displayed
+        self.refresh()
+        for control in (self.model, self.a, self.b, self.frac, self.own):
+            control.observe(self.refresh, names="value")
+
+    def fraction(self) -> float | None:
+        """The slider's fraction, or None while each class is at its 03 fraction."""
+        own = self.own.value and self.explorer.fractions is not None
+        return None if own else float(self.frac.value)
+
+    def refresh(self, _change=None) -> None:
+        """Recompute the report and figure of the controls' values, and redraw them."""
+        import matplotlib.pyplot as plt
+        from IPython.display import Image, Pretty
+
+        frac = self.fraction()
+        self.frac.disabled = frac is None
+        try:
+            report = self.explorer.report(self.model.value, self.a.value, self.b.value, frac)
+        except (KeyError, ValueError) as e:  # shown where the report goes, not lost in a log
+            self.text = f"cannot show this selection: {e}"
+        else:
+            self.report, self.text = report, format_report(report)
+            if self.figure is not None:
+                plt.close(self.figure)
+            self.figure = plot_pair(report)
+            # closed at once: the inline backend would draw every open figure again at the
+            # end of the cell; the PNG is what the figure view shows
+            plt.close(self.figure)
+            self.png = _png(self.figure)
+        self.note.value = self._note(frac)
+        if self._views is not None:
+            self._views[0].update(Pretty(self.text))
+            self._views[1].update(Image(data=self.png, format="png"))
+
+    def _note(self, frac: float | None) -> str:
+        ex, r = self.explorer, self.report
+        if frac is None:
+            what = (f"each class at its 03 fraction ({r.get('a')} {r.get('frac_a', 0):.1%}, "
+                    f"{r.get('b')} {r.get('frac_b', 0):.1%}); untick the box to select both at "
+                    f"the slider's fraction")
+        else:
+            what = f"both classes at the slider's {frac:.1%} of neurons"
+            if ex.fractions is None:
+                what += " (no per-class fraction here: as in notebook 04)"
+        return (f"<small>Selection: {what}. The fraction moves the overlap and cluster panels; "
+                f"the cross-evaluation bars are notebook 03's measurements at 03's fractions "
+                f"and stay.</small>")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Image, Pretty, display
+        display(self.controls)
+        views = (display(Pretty(self.text), display_id=True),
+                 display(Image(data=self.png, format="png"), display_id=True))
+        self._views = views if None not in views else None  # None outside IPython
+
+
+def _png(fig) -> bytes:
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()

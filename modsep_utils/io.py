@@ -60,9 +60,13 @@ def umask() -> int:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        _dump_json(obj, tmp)
+    """Write ``obj`` as indented JSON, atomically (data-parallel: by the main process only,
+    see :func:`modsep_utils.parallel.on_main`)."""
+    def write():
+        with atomic_path(path) as tmp:
+            _dump_json(obj, tmp)
+    from .parallel import on_main
+    on_main(write)
 
 
 def _dump_json(obj: Any, path: Path) -> None:
@@ -78,7 +82,7 @@ def update_json(path: str | os.PathLike, updates: dict) -> dict:
     path = Path(path)
     obj = read_json(path) if path.exists() else {}
     obj.update(updates)
-    write_json(path, obj)
+    write_json(path, obj)  # every process read the same file: on_main keeps them in step
     return obj
 
 
@@ -133,6 +137,28 @@ def cached_json(kind: str, key_parts: Any, compute):
 
 
 def _cached(path: Path, key_parts: Any, compute, load, save):
+    """Data-parallel: the main process looks the value up and hands it to the others (they
+    need not see its disk), every process computes a missing value (its share of the
+    batches), the main process saves it."""
+    from . import parallel
+    found, value = parallel.broadcast(
+        _lookup(path, key_parts, load) if parallel.is_main() else None)
+    if found:
+        return value
+    value = compute()
+    # the inputs in their JSON form: what a weights-only torch.load accepts, and compares equal
+    entry = {"inputs": json.loads(_canonical(key_parts)), "value": value}
+
+    def write():
+        with atomic_path(path) as tmp:
+            save(entry, tmp)
+    parallel.on_main(write)
+    return value
+
+
+def _lookup(path: Path, key_parts: Any, load) -> tuple[bool, Any]:
+    """``(True, value)`` of a usable cache file, else ``(False, None)`` (a bad file reported
+    and deleted)."""
     if path.exists():
         try:
             entry = load(path)
@@ -146,13 +172,8 @@ def _cached(path: Path, key_parts: Any, compute, load, save):
             elif _canonical(entry["inputs"]) != _canonical(key_parts):
                 problem = "written for other inputs than its key's"
             else:
-                return entry["value"]
+                return True, entry["value"]
         warnings.warn(f"cache file {path} is {problem}: deleted, recomputing", CacheWarning,
-                      stacklevel=3)
+                      stacklevel=4)
         path.unlink(missing_ok=True)
-    value = compute()
-    # the inputs in their JSON form: what a weights-only torch.load accepts, and compares equal
-    entry = {"inputs": json.loads(_canonical(key_parts)), "value": value}
-    with atomic_path(path) as tmp:
-        save(entry, tmp)
-    return value
+    return False, None

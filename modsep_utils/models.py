@@ -56,7 +56,15 @@ MODELS: dict = {
     "embedded-vit": {
         "kind": "image",
         "description": "ViT (hidden 128, 4 layers x 512 neurons, patch 7, 1 channel, 10 labels) "
-                       "trained by this project on Fashion-MNIST (Debian dataset-fashion-mnist)",
+                       "trained by this project on Fashion-MNIST (Debian dataset-fashion-mnist); "
+                       "the smoke-size model: its attention path classifies without the MLPs",
+        "stands_in_for": "Ahmed9275/Vit-Cifar100",
+    },
+    "embedded-vit-deep": {
+        "kind": "image",
+        "description": "ViT (hidden 64, 8 layers x 1024 neurons, patch 7, 1 channel, 10 labels) "
+                       "trained by this project on Fashion-MNIST (Debian dataset-fashion-mnist); "
+                       "the embedded vision stand-in: its MLP neurons carry the classification",
         "stands_in_for": "Ahmed9275/Vit-Cifar100",
     },
 }
@@ -68,6 +76,24 @@ VIT_CONFIG = dict(
 )
 VIT_TRAINING = dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_frac=0.05,
                     hflip=True, seed=0)
+#: the other trained embedded ViTs: their configs and training recipes. ``embedded-vit-deep``
+#: is the vision stand-in of the embedded default: a narrow residual stream (64) with a wide MLP
+#: (16x) over 8 layers moves the computation into the MLP neurons (bench/vit_search.py: with
+#: every MLP neuron pruned it keeps 8-13% test accuracy over 3 seeds, where embedded-vit keeps
+#: 59%; README "A vision stand-in whose MLP neurons matter").
+VIT_RECIPES: dict = {"embedded-vit-deep": {
+    "config": dict(hidden_size=64, num_hidden_layers=8, num_attention_heads=4,
+                   intermediate_size=1024, image_size=28, patch_size=7, num_channels=1,
+                   num_labels=10),
+    "training": dict(VIT_TRAINING, epochs=6),
+}}
+
+
+def vit_recipe(name: str) -> dict:
+    """``{"config": ViTConfig kwargs, "training": recipe}`` of the embedded ViT ``name``."""
+    if name == "embedded-vit":
+        return {"config": VIT_CONFIG, "training": VIT_TRAINING}
+    return VIT_RECIPES[name]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -105,7 +131,9 @@ def load_model(name: str, random_init: bool = False, seed: int = 0, dtype=torch.
                   return_tensors="pt")["pixel_values"]        # [n, 1, 28, 28] float32
     """
     if name in MODELS:
-        folder = _ensure_embedded(name, progress=True)
+        from .parallel import main_first
+        with main_first():  # data-parallel: one process builds the cache, the others wait
+            folder = _ensure_embedded(name, progress=True)
         return _load_folder(str(folder), random_init, seed, dtype, local_only=True)
     if os.path.isdir(name):
         _check_model_folder(Path(name))
@@ -122,13 +150,14 @@ def load_model(name: str, random_init: bool = False, seed: int = 0, dtype=torch.
 def prepare_embedded_models(progress: bool = True) -> dict:
     """Build both embedded models' caches if missing (idempotent); return what is there.
 
-    Returns ``{"embedded-lm": {...}, "embedded-vit": {...}}``, each with ``path``, ``built``
+    Returns ``{"embedded-lm": {...}, "embedded-vit": {...}, "embedded-vit-deep": {...}}``, each with ``path``, ``built``
     (whether this call built it) and ``call_seconds``, plus the cache's own record: the LM's
     ``source.json`` (``conversion_seconds``...), the ViT's ``train_info.json``
     (``test_accuracy``, ``epochs``, ``seconds`` of training, ``seed``...).
     """
     info = {}
-    for name, meta in (("embedded-lm", "source.json"), ("embedded-vit", "train_info.json")):
+    for name in MODELS:
+        meta = "source.json" if name == "embedded-lm" else "train_info.json"
         folder = cache_dir(name)
         built = not _is_complete(folder)
         t0 = time.perf_counter()
@@ -177,14 +206,19 @@ def _load_folder(name: str, random_init: bool, seed: int, dtype, local_only: boo
     processor = _fetch(auto_proc.from_pretrained, name, local_only)
     if auto_proc is AutoTokenizer and processor.pad_token is None:
         processor.pad_token = processor.eos_token  # so batches can be padded
+    from .parallel import local_rank
     cuda = torch.cuda.is_available()
+    # data-parallel (WORLD_SIZE > 1): each process holds the whole model on its own GPU;
+    # one process: spread over every visible GPU if it does not fit on one (the neuron hooks
+    # follow each layer's device)
+    data_parallel = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
     if random_init:
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # initialised on the CPU: the same weights on every machine
         model = auto_model.from_config(config, dtype=dtype)
         if cuda:
-            model = model.to("cuda")
+            model = model.to(f"cuda:{local_rank()}" if data_parallel else "cuda")
     else:
-        kw = {"device_map": "auto"} if cuda else {}
+        kw = {"device_map": {"": local_rank()} if data_parallel else "auto"} if cuda else {}
         model = _fetch(auto_model.from_pretrained, name, local_only, dtype=dtype, **kw)
     return model.eval(), processor
 
@@ -260,7 +294,10 @@ def _ensure_embedded(name: str, progress: bool) -> Path:
             raise ModelUnavailable(f"{folder} exists but holds no model (config.json missing): "
                                    "remove it and run again to rebuild it")
         with atomic_dir(folder) as tmp:
-            (_build_lm if name == "embedded-lm" else _install_vit)(tmp, progress)
+            if name == "embedded-lm":
+                _build_lm(tmp, progress)
+            else:
+                _install_vit(tmp, progress, name)
     return folder
 
 
@@ -340,36 +377,43 @@ def _check_model_folder(folder: Path) -> None:
 # ---- the shipped ViT
 
 
-def shipped_vit_digest() -> str:
-    """The committed digest of the shipped ViT weights (``data/weights/embedded-vit.sha256``)."""
-    return (SHIPPED / "embedded-vit.sha256").read_text().split()[0]
+def shipped_dir(name: str = "embedded-vit") -> Path:
+    """The committed folder of a trained embedded ViT (``data/weights/<name>/``)."""
+    return SHIPPED_VIT if name == "embedded-vit" else SHIPPED / name
 
 
-def _install_vit(out: Path, progress: bool) -> None:
-    """Copy the committed ViT into the cache after checking its weights' digest."""
+def shipped_vit_digest(name: str = "embedded-vit") -> str:
+    """The committed digest of a shipped ViT's weights (``data/weights/<name>.sha256``)."""
+    return (SHIPPED / f"{name}.sha256").read_text().split()[0]
+
+
+def _install_vit(out: Path, progress: bool, name: str = "embedded-vit") -> None:
+    """Copy a committed ViT into the cache after checking its weights' digest."""
     import shutil
-    weights = SHIPPED_VIT / "model.safetensors"
+    folder = shipped_dir(name)
+    weights = folder / "model.safetensors"
     if not weights.is_file():
         raise ModelUnavailable(f"{weights} is missing: restore it with `git checkout -- "
-                               f"{SHIPPED_VIT}` or retrain with `make retrain-vit`")
-    got, want = _file_digest(weights), shipped_vit_digest()
+                               f"{folder}` or retrain with `make retrain-vit VIT={name}`")
+    got, want = _file_digest(weights), shipped_vit_digest(name)
     if got != want:
         raise ModelUnavailable(f"{weights} has sha256 {got[:12]}..., the committed digest is "
-                               f"{want[:12]}...: restore it with `git checkout -- {SHIPPED_VIT}`")
-    for f in SHIPPED_VIT.iterdir():
+                               f"{want[:12]}...: restore it with `git checkout -- {folder}`")
+    for f in folder.iterdir():
         shutil.copy2(f, out / f.name)
     if progress:
-        print(f"embedded-vit: installed the shipped weights (sha256 {want[:12]}...)", flush=True)
+        print(f"{name}: installed the shipped weights (sha256 {want[:12]}...)", flush=True)
 
 
-def retrain_vit(out: str | os.PathLike, progress: bool = True, tolerance: float = 0.005) -> dict:
-    """Retrain the embedded ViT with the committed recipe into ``out`` and compare its test
+def retrain_vit(out: str | os.PathLike, progress: bool = True, tolerance: float = 0.005,
+                name: str = "embedded-vit") -> dict:
+    """Retrain an embedded ViT with its committed recipe into ``out`` and compare its test
     accuracy with the shipped model's: raises when they differ by more than ``tolerance``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _build_vit(out, progress)
+    _build_vit(out, progress, name)
     new = json.loads((out / "train_info.json").read_text())["test_accuracy"]
-    shipped = json.loads((SHIPPED_VIT / "train_info.json").read_text())["test_accuracy"]
+    shipped = json.loads((shipped_dir(name) / "train_info.json").read_text())["test_accuracy"]
     result = {"retrained": new, "shipped": shipped, "difference": new - shipped,
               "tolerance": tolerance, "ok": abs(new - shipped) <= tolerance}
     if not result["ok"]:
@@ -509,23 +553,35 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return correct / len(x)
 
 
-def _build_vit(out: Path, progress: bool) -> None:
-    """Train the embedded ViT on Fashion-MNIST (seeded) and save model + processor + info."""
-    from tqdm.auto import tqdm
-    from transformers import ViTForImageClassification, ViTImageProcessor
-
-    hp = VIT_TRAINING
+def fmnist_tensors(n_train: int | None = None) -> tuple:
+    """``(x_train, y_train, x_test, y_test, mean, std)``: Fashion-MNIST normalised with the
+    training pixels' mean and std, ``x`` ``[n, 1, 28, 28]`` float32, ``y`` ``[n]`` int64;
+    ``n_train`` keeps the first images only (model searches on a budget)."""
     train_images, train_labels = load_fashion_mnist("train")
     test_images, test_labels = load_fashion_mnist("test")
+    train_images, train_labels = train_images[:n_train], train_labels[:n_train]
     scaled = train_images.astype(np.float64) / 255.0
     mean, std = float(scaled.mean()), float(scaled.std())
-    x_train, y_train = _normalise(train_images, mean, std), torch.from_numpy(train_labels).long()
-    x_test, y_test = _normalise(test_images, mean, std), torch.from_numpy(test_labels).long()
+    return (_normalise(train_images, mean, std), torch.from_numpy(train_labels).long(),
+            _normalise(test_images, mean, std), torch.from_numpy(test_labels).long(), mean, std)
 
-    t0 = time.perf_counter()
+
+def train_vit(config: dict, hp: dict, data: tuple, device: str = "cpu", progress: bool = True,
+              desc: str = "vit") -> tuple[nn.Module, list[dict]]:
+    """Train a ViT (``ViTConfig(**config)``, labels named after Fashion-MNIST) with the recipe
+    ``hp`` (keys of :data:`VIT_TRAINING`) on ``data`` from :func:`fmnist_tensors`.
+
+    Seeded: the same ``hp["seed"]`` on the same device and thread count gives the same model.
+    Returns ``(model in eval mode, history)``, one history row per epoch."""
+    from tqdm.auto import tqdm
+    from transformers import ViTConfig, ViTForImageClassification
+
+    x_train, y_train, x_test, y_test = (t.to(device) for t in data[:4])
     torch.manual_seed(hp["seed"])
-    model = ViTForImageClassification(vit_config())
-    shuffle = torch.Generator().manual_seed(hp["seed"])  # deterministic batch order
+    model = ViTForImageClassification(ViTConfig(
+        **config, id2label=dict(enumerate(FASHION_MNIST_CLASSES)),
+        label2id={c: i for i, c in enumerate(FASHION_MNIST_CLASSES)})).to(device)
+    shuffle = torch.Generator().manual_seed(hp["seed"])  # deterministic batch order, on the CPU
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     steps_per_epoch = -(-len(x_train) // hp["batch_size"])
     total = hp["epochs"] * steps_per_epoch
@@ -536,30 +592,64 @@ def _build_vit(out: Path, progress: bool) -> None:
     history = []
     for epoch in range(hp["epochs"]):
         model.train()
-        order = torch.randperm(len(x_train), generator=shuffle)
-        bar = tqdm(range(steps_per_epoch), desc=f"embedded-vit epoch {epoch + 1}/{hp['epochs']}",
+        order = torch.randperm(len(x_train), generator=shuffle).to(device)
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{hp['epochs']}",
                    disable=not progress)
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)
         for step in bar:
             idx = order[step * hp["batch_size"]:(step + 1) * hp["batch_size"]]
             x, y = x_train[idx], y_train[idx]
             if hp["hflip"]:  # garments and shoes read the same mirrored
-                flip = torch.rand(len(x), generator=shuffle) < 0.5
+                flip = (torch.rand(len(x), generator=shuffle) < 0.5).to(device)
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             loss = nn.functional.cross_entropy(model(pixel_values=x).logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += loss.item()
-            if step % 50 == 0:
+            loss_sum += loss.detach()
+            if progress and step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         acc = _accuracy(model, x_test, y_test)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch,
+        history.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch,
                         "test_accuracy": acc})
         if progress:
-            print(f"embedded-vit epoch {epoch + 1}: train loss {loss_sum / steps_per_epoch:.4f}, "
+            print(f"{desc} epoch {epoch + 1}: train loss {history[-1]['train_loss']:.4f}, "
                   f"test accuracy {acc:.4f}", flush=True)
+    return model.eval(), history
+
+
+@torch.inference_mode()
+def class_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prune_all: bool = False,
+                   batch_size: int = 1000) -> np.ndarray:
+    """Accuracy per label ``[num_labels]`` on ``x [n, ...]``, ``y [n]``; ``prune_all``: with
+    every MLP neuron of every layer pruned (what is left is the attention path: a model that
+    still classifies then does not need its MLP neurons, and pruning them cannot reach a drop)."""
+    from contextlib import nullcontext
+    from .neurons import n_neurons, pruned
+    model.eval()
+    mask = torch.ones(n_neurons(model), dtype=torch.bool)
+    correct = torch.zeros(model.config.num_labels, dtype=torch.long)
+    total = torch.bincount(y.cpu(), minlength=model.config.num_labels)
+    with pruned(model, mask) if prune_all else nullcontext():
+        for i in range(0, len(x), batch_size):
+            yb = y[i:i + batch_size]
+            hit = model(pixel_values=x[i:i + batch_size]).logits.argmax(-1) == yb
+            correct += torch.bincount(yb[hit].cpu(), minlength=len(correct))
+    return (correct / total.clamp(min=1)).numpy()
+
+
+def _build_vit(out: Path, progress: bool, name: str = "embedded-vit") -> None:
+    """Train an embedded ViT on Fashion-MNIST (seeded) and save model + processor + info."""
+    from transformers import ViTImageProcessor
+
+    recipe = vit_recipe(name)
+    hp = recipe["training"]
+    data = fmnist_tensors()
+    x_train, y_train, x_test, y_test, mean, std = data
+    test_images, _ = load_fashion_mnist("test")
+    t0 = time.perf_counter()
+    model, history = train_vit(recipe["config"], hp, data, progress=progress, desc=name)
     seconds = time.perf_counter() - t0
 
     processor = ViTImageProcessor(do_resize=False, do_rescale=True, do_normalize=True,

@@ -6,9 +6,22 @@ split into ``k`` clusters of exactly ``neurons // k`` each with k-means-constrai
 (REFERENCE.md). The paper uses k = 96 for ViT-Base (32 per cluster) and k = 128 for
 Mistral-7B (112 per cluster); :func:`choose_k` picks the k for another width.
 
-Cost: the solver is a min-cost flow per iteration, so ``n_init`` restarts cost about
-``n_init`` times one fit. The paper's defaults (``n_init=10``) take about 16 minutes a layer for
-Mistral-7B on 2 cores; see ``bench/bench_moe.py`` and :data:`N_INIT_BY_PROFILE`.
+Two methods (:data:`METHODS`, the profile's ``moe_method``):
+
+- ``"reference"``: the authors' call, ``KMeansConstrained(n_clusters=k, size_min=size_max=
+  neurons // k, n_init, random_state)``. Its assignment step is a min-cost flow on *unsquared*
+  distances rounded to 1e-3, read back arc by arc in Python; the paper's defaults (``n_init=10``)
+  take about 16 minutes a layer for Mistral-7B on 2 cores.
+- ``"fast"`` (default, :func:`balanced_kmeans`): the same objective (within-cluster sum of
+  squares under exactly ``neurons // k`` per cluster), reached with less work: ``n_init``
+  k-means++ starts, each refined by unconstrained Lloyd steps in torch (GPU when there is one),
+  screened by one exact balanced assignment; the best :data:`N_REFINE` are run to convergence
+  with exact balanced assignments. Each exact assignment is the transport problem "every row to
+  one centre, every centre exactly ``neurons // k`` rows" on squared distances, solved by
+  OR-Tools' ``SimpleMinCostFlow`` (the solver k-means-constrained uses), first on each row's
+  :data:`CANDIDATES` nearest centres and accepted only when no negative cycle shows that the full
+  problem has a cheaper assignment (else solved on the full graph). ``bench/bench_moe.py``
+  measures both side by side.
 """
 from __future__ import annotations
 
@@ -21,6 +34,31 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import io as mio
+
+#: The clustering methods: ``"fast"`` (:func:`balanced_kmeans`) and ``"reference"`` (the
+#: authors' k-means-constrained call).
+METHODS = ("fast", "reference")
+
+#: Bumped whenever :func:`balanced_kmeans` would give other labels for the same inputs: it is part
+#: of every cached clustering's key.
+FAST_VERSION = "balanced-lloyd-ortools-v1"
+
+#: How many of the ``n_init`` screened starts :func:`balanced_kmeans` runs to convergence.
+N_REFINE = 3
+
+#: Unconstrained Lloyd steps after k-means++ (fewer when the labels stop changing).
+LLOYD_STEPS = 20
+
+#: Centres per row offered to the sparse min-cost flow before the full graph (when k is larger).
+CANDIDATES = 16
+
+#: Below this many elements (rows x dims) the fast method runs torch on one CPU thread: small
+#: operations on several threads of a shared machine spend their time waiting for each other
+#: (the embedded ViT layer: 0.3 s on one thread, 2-15 s on two busy cores, the same labels).
+SMALL_ON_ONE_THREAD = 2 ** 22
+
+#: Squared distances are rounded to multiples of ``1 / COST_SCALE`` for the integer solver.
+COST_SCALE = 1e8
 
 #: ``n_init`` per run profile. The embedded profile clusters 2 x 30 SmolLM2 layers (1536 x 576)
 #: and 2 x 4 ViT layers (512 x 128); one restart is 10x cheaper and its within-cluster sum of
@@ -79,29 +117,287 @@ def normalise_rows(w_in) -> np.ndarray:
     return w / np.where(norms > 0, norms, 1.0)
 
 
-def cluster_layer(w_in, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 300
-                  ) -> np.ndarray:
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"moe_method must be one of {list(METHODS)}, not {method!r}")
+    return method
+
+
+def method_version(method: str) -> str:
+    """What the cache key records for ``method``: :data:`FAST_VERSION`, or the installed
+    k-means-constrained version for the reference."""
+    if check_method(method) == "fast":
+        return FAST_VERSION
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return f"k-means-constrained {version('k-means-constrained')}"
+    except PackageNotFoundError:
+        raise ImportError("moe_method 'reference' needs the k-means-constrained package "
+                          "(pip install k-means-constrained)") from None
+
+
+def cluster_layer(w_in, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 300,
+                  method: str = "fast", device=None, n_jobs: int = 1) -> np.ndarray:
     """Balanced k-means labels ``[neurons]`` (int64 in ``0..k-1``) of one layer's W_in rows.
 
-    ``w_in``: ``[neurons, d_model]``. Rows are L2-normalised, then clustered with
-    ``KMeansConstrained(n_clusters=k, size_min=neurons//k, size_max=neurons//k,
-    random_state=seed, n_init=n_init, max_iter=max_iter)``; every cluster holds exactly
-    ``neurons // k`` neurons. A k that does not divide ``neurons`` raises ``ValueError``
-    naming the nearest valid k.
-    """
-    from k_means_constrained import KMeansConstrained
+    ``w_in``: ``[neurons, d_model]``. Rows are L2-normalised, then clustered into ``k``
+    clusters of exactly ``neurons // k``:
 
+    - ``method="fast"``: :func:`balanced_kmeans` (``device``: None = CUDA when available);
+    - ``method="reference"``: ``KMeansConstrained(n_clusters=k, size_min=neurons//k,
+      size_max=neurons//k, random_state=seed, n_init=n_init, max_iter=max_iter,
+      n_jobs=n_jobs)``, the authors' call (``n_jobs`` > 1 runs the restarts in parallel and
+      draws other restart seeds, so other labels).
+
+    A k that does not divide ``neurons`` raises ``ValueError`` naming the nearest valid k.
+    """
+    check_method(method)
     x = normalise_rows(w_in)
     d = x.shape[0]
     check_k(d, k)
-    km = KMeansConstrained(n_clusters=k, size_min=d // k, size_max=d // k, random_state=seed,
-                           n_init=n_init, max_iter=max_iter)
-    labels = np.asarray(km.fit_predict(x), dtype=np.int64)
+    if method == "fast":
+        labels = balanced_kmeans(x, k, seed=seed, n_init=n_init, max_iter=max_iter,
+                                 device=device)
+    else:
+        try:
+            from k_means_constrained import KMeansConstrained
+        except ImportError:
+            method_version("reference")  # raises the message naming the package
+            raise
+        km = KMeansConstrained(n_clusters=k, size_min=d // k, size_max=d // k,
+                               random_state=seed, n_init=n_init, max_iter=max_iter,
+                               n_jobs=n_jobs)
+        labels = np.asarray(km.fit_predict(x), dtype=np.int64)
     sizes = np.bincount(labels, minlength=k)
     if labels.shape != (d,) or (sizes != d // k).any():  # the solver's contract, checked
-        raise RuntimeError(f"k-means-constrained returned unbalanced clusters (sizes "
+        raise RuntimeError(f"{method} clustering returned unbalanced clusters (sizes "
                            f"{sorted(set(sizes.tolist()))}, want {d // k})")
     return labels
+
+
+# -- the fast method -----------------------------------------------------------------------------
+
+def pick_device(device=None):
+    """``device`` as a ``torch.device``; None: ``cuda`` when available, else ``cpu``."""
+    import torch
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _flow(n: int, k: int, size: int, rows: np.ndarray, cols: np.ndarray, cost: np.ndarray):
+    """Solve the balanced transport on the arcs ``rows[a] -> cols[a]`` (integer ``cost[a]``)
+    with OR-Tools: each row sends 1, each centre takes ``size``. Returns the chosen arc of
+    each row ``[n]``, or None when these arcs admit no balanced assignment."""
+    from ortools.graph.python.min_cost_flow import SimpleMinCostFlow
+    flow = SimpleMinCostFlow()
+    flow.add_arcs_with_capacity_and_unit_cost(rows, cols + n, np.ones(len(rows), np.int64), cost)
+    flow.set_nodes_supplies(np.arange(n + k),
+                            np.concatenate([np.ones(n, np.int64), np.full(k, -size, np.int64)]))
+    status = flow.solve()
+    if status == flow.INFEASIBLE:
+        return None
+    if status != flow.OPTIMAL:
+        raise RuntimeError(f"min-cost flow failed ({status}) on a {n} x {k} assignment")
+    used = np.flatnonzero(flow.flows(np.arange(len(rows))))
+    if len(used) != n:
+        raise RuntimeError(f"min-cost flow used {len(used)} arcs for {n} rows")
+    return used[np.argsort(rows[used], kind="stable")]
+
+
+def _no_negative_cycle(icost: np.ndarray, labels: np.ndarray, k: int) -> bool:
+    """True when ``labels`` is an optimal balanced assignment for the integer costs ``icost``
+    ``[n, k]``: no cycle of moves (a row of cluster a to b, one of b to c, ..., back to a) has
+    negative total cost. ``w[a, b]`` is the cheapest move of a row of a to b; Floyd-Warshall on
+    the k clusters finds any negative cycle."""
+    n = len(labels)
+    order = np.argsort(labels, kind="stable")
+    delta = icost[order] - icost[order, labels[order]][:, None]        # [n, k] cost of a move
+    w = delta.reshape(k, n // k, k).min(axis=1)                        # balanced: n // k rows
+    np.fill_diagonal(w, 0)
+    for m in range(k):
+        np.minimum(w, w[:, m:m + 1] + w[m:m + 1, :], out=w)
+        if (np.diagonal(w) < 0).any():
+            return False
+    return True
+
+
+def balanced_assignment(cost, size: int, candidates: int | None = None) -> np.ndarray:
+    """The exact minimum-cost assignment ``[n]`` of ``n`` rows to ``k`` centres with every
+    centre taking exactly ``size`` rows, for ``cost`` ``[n, k]`` (numpy or torch; e.g. squared
+    distances). Costs are rounded to multiples of ``1 / COST_SCALE`` after subtracting each
+    row's minimum (which changes no assignment's rank) and solved as a min-cost flow
+    (OR-Tools ``SimpleMinCostFlow``). With ``candidates`` (default :data:`CANDIDATES`) below
+    ``k / 2``, the flow first sees only each row's ``candidates`` cheapest centres; its answer
+    is kept only when :func:`_no_negative_cycle` proves it optimal for the full costs, else the
+    full graph is solved."""
+    if hasattr(cost, "detach"):
+        cost = cost.detach().to("cpu").double().numpy()
+    cost = np.asarray(cost, dtype=np.float64)
+    n, k = cost.shape
+    if n != size * k:
+        raise ValueError(f"{n} rows cannot fill {k} centres of exactly {size}")
+    if not np.isfinite(cost).all():
+        raise ValueError("assignment costs must be finite")
+    cost = cost - cost.min(axis=1, keepdims=True)
+    icost = np.rint(cost * COST_SCALE).astype(np.int64)
+    cand = CANDIDATES if candidates is None else int(candidates)
+    if 0 < cand and 2 * cand < k:
+        near = np.argpartition(icost, cand, axis=1)[:, :cand]
+        near.sort(axis=1)                       # a fixed arc order: the same input, same flow
+        arc = _flow(n, k, size, np.repeat(np.arange(n, dtype=np.int64), cand),
+                    near.ravel().astype(np.int64), np.take_along_axis(icost, near, 1).ravel())
+        if arc is not None:
+            labels = near.ravel()[arc].astype(np.int64)
+            if _no_negative_cycle(icost, labels, k):
+                return labels
+    cols = np.tile(np.arange(k, dtype=np.int64), n)
+    arc = _flow(n, k, size, np.repeat(np.arange(n, dtype=np.int64), k), cols, icost.ravel())
+    return cols[arc]
+
+
+def _centres(x, labels, k: int):
+    """Mean of each cluster's rows ``[k, d]`` (an empty cluster gets NaN). On CUDA a one-hot
+    product, since ``index_add_`` there sums in no fixed order (labels would not repeat)."""
+    import torch
+    counts = torch.bincount(labels, minlength=k).to(x.dtype)
+    if x.device.type == "cuda":
+        onehot = torch.zeros(k, x.shape[0], device=x.device, dtype=x.dtype)
+        onehot[labels, torch.arange(x.shape[0], device=x.device)] = 1
+        sums = onehot @ x
+    else:
+        sums = torch.zeros(k, x.shape[1], device=x.device, dtype=x.dtype).index_add_(0, labels, x)
+    return sums / counts[:, None]
+
+
+def _sq_dist(x, c):
+    """``[n, k]`` squared distances of the unit rows ``x`` to the centres ``c`` (up to the
+    row constant ``|x|^2 = 1``, which changes no assignment)."""
+    return (c * c).sum(1)[None, :] - 2 * x @ c.T
+
+
+def _kmeans_pp(x, k: int, gens: list) -> list:
+    """k-means++ seeding (D^2 sampling, one candidate per centre) of ``k`` centres from the
+    rows of ``x``, once per CPU generator in ``gens`` (its draws are the same on every device).
+    The seedings advance in lockstep so that each step reads ``x`` once for all of them (on a
+    CPU the seeding is bound by memory bandwidth)."""
+    import torch
+    n = x.shape[0]
+    chosen = [[int(torch.randint(n, (1,), generator=g))] for g in gens]
+    d2 = (2 - 2 * (x @ x[[c[0] for c in chosen]].T)).clamp_min(0).double().T   # [starts, n]
+    for _ in range(1, k):
+        cum = torch.cumsum(d2, 1)
+        for r, g in enumerate(gens):
+            u = float(torch.rand(1, generator=g, dtype=torch.float64)) * float(cum[r, -1])
+            target = torch.tensor([u], dtype=torch.float64, device=cum.device)
+            chosen[r].append(min(int(torch.searchsorted(cum[r], target)), n - 1))
+        new = (2 - 2 * (x @ x[[c[-1] for c in chosen]].T)).clamp_min(0).double().T
+        d2 = torch.minimum(d2, new)
+    return [x[c].clone() for c in chosen]
+
+
+def _lloyd(x, c, k: int, steps: int):
+    """Up to ``steps`` unconstrained Lloyd steps from centres ``c`` (an emptied cluster keeps
+    its centre); stops early when the labels repeat."""
+    import torch
+    prev = None
+    for _ in range(steps):
+        labels = torch.argmin(_sq_dist(x, c), 1)
+        if prev is not None and torch.equal(labels, prev):
+            break
+        new = _centres(x, labels, k)
+        c = torch.where(torch.isnan(new), c, new)
+        prev = labels
+    return c
+
+
+def _wcss(sq_total: float, centres, size: int) -> float:
+    """Within-cluster sum of squares of a balanced clustering (``size`` rows per cluster,
+    ``centres`` their means; ``sq_total``: the sum of the rows' squared norms):
+    ``sum |x|^2 - size * sum |mean|^2``."""
+    return float(sq_total - size * (centres.double() ** 2).sum())
+
+
+def _balanced_lloyd(x, c, k: int, max_iter: int, sq_total: float):
+    """Alternate exact balanced assignments (:func:`balanced_assignment`) and centre updates
+    from centres ``c``, at most ``max_iter`` assignments, until the labels repeat or the
+    within-cluster SS stops falling (``sq_total``: the rows' summed squared norms).
+    Returns (labels, centres, within-cluster SS, assignments made) of the best step."""
+    import torch
+    size = x.shape[0] // k
+    labels, best, it = None, None, 0
+    for it in range(1, max_iter + 1):
+        new = torch.from_numpy(balanced_assignment(_sq_dist(x, c), size)).to(x.device)
+        if labels is not None and torch.equal(new, labels):
+            break
+        labels = new
+        c = _centres(x, labels, k)
+        w = _wcss(sq_total, c, size)
+        if best is not None and w >= best[0]:   # the objective has stopped falling
+            break
+        best = (w, labels, c)
+    return best[1], best[2], best[0], it
+
+
+def balanced_kmeans(x, k: int, *, seed: int = 0, n_init: int = 10, max_iter: int = 300,
+                    device=None, n_refine: int = N_REFINE, lloyd_steps: int = LLOYD_STEPS,
+                    return_info: bool = False):
+    """Exact balanced k-means labels ``[n]`` (int64, every cluster exactly ``n // k``) of the
+    rows of ``x`` ``[n, d]`` (already L2-normalised, as :func:`cluster_layer` passes them).
+
+    ``n_init`` starts, each: k-means++ seeding (start ``r`` draws from
+    ``torch.Generator().manual_seed(seed * 1_000_003 + r)``), up to ``lloyd_steps``
+    unconstrained Lloyd steps, one exact balanced assignment and centre update. The
+    ``n_refine`` starts with the lowest within-cluster sum of squares (WCSS) then alternate
+    exact balanced assignments and centre updates until the labels repeat, the WCSS stops
+    falling or ``max_iter`` assignments; the lowest WCSS wins. Distances run in float32 torch on
+    ``device`` (None: :func:`pick_device`); assignments on the CPU (OR-Tools). Deterministic for
+    a given seed and device (CPU and GPU may break near-ties differently).
+    ``return_info``: also a dict (device, seconds, assignments, WCSS per start).
+    """
+    import torch
+    t0 = time.perf_counter()
+    dev = pick_device(device)
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32).to(dev)
+    n = xt.shape[0]
+    check_k(n, k)
+    if n_init < 1 or n_refine < 1 or max_iter < 1:
+        raise ValueError(f"n_init, n_refine and max_iter must be >= 1 "
+                         f"(got {n_init}, {n_refine}, {max_iter})")
+    threads = torch.get_num_threads()
+    if dev.type == "cpu" and xt.numel() < SMALL_ON_ONE_THREAD:
+        torch.set_num_threads(1)
+    try:
+        labels, info = _balanced_kmeans(xt, k, seed, n_init, max_iter, n_refine, lloyd_steps)
+    finally:
+        torch.set_num_threads(threads)
+    info["seconds"] = time.perf_counter() - t0
+    return (labels, info) if return_info else labels
+
+
+def _balanced_kmeans(xt, k, seed, n_init, max_iter, n_refine, lloyd_steps):
+    import torch
+    dev = xt.device
+    size = xt.shape[0] // k
+    sq_total = float(torch.sum(xt * xt, dtype=torch.float64))
+    gens = [torch.Generator().manual_seed(int(seed) * 1_000_003 + r) for r in range(n_init)]
+    starts = []
+    for r, c in enumerate(_kmeans_pp(xt, k, gens)):
+        c = _lloyd(xt, c, k, lloyd_steps)
+        starts.append((r, c))
+    screened = []
+    for r, c in starts:
+        _, c, w, _ = _balanced_lloyd(xt, c, k, 1, sq_total)
+        screened.append((w, r, c))
+    starts = sorted(screened, key=lambda s: (s[0], s[1]))
+    best, info = None, {"device": str(dev), "screen_wcss": [s[0] for s in starts],
+                        "refined": []}
+    for _, r, c in starts[:n_refine]:
+        lab, _, w, its = _balanced_lloyd(xt, c, k, max_iter, sq_total)
+        info["refined"].append({"start": r, "wcss": w, "assignments": its})
+        if best is None or w < best[0]:
+            best = (w, lab)
+    return best[1].cpu().numpy().astype(np.int64), info
 
 
 def inertia(w_in, labels) -> float:
@@ -171,6 +467,8 @@ def _load_cached(path: Path, expect: dict[str, Any]):
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as z:
+        if any(key not in z.files for key in expect):  # written before a key existed
+            return None
         stored = {key: z[key].item() for key in expect}
         if stored != expect:  # a hash collision or a foreign file: never reuse it
             return None
@@ -187,8 +485,10 @@ def _save_cached(path: Path, labels: np.ndarray, seconds: float, meta: dict[str,
 def cluster_model(w_ins: Sequence, k: int, seed: int = 0,
                   cache_key_parts: Sequence | None = None, *, n_init: int = 10,
                   max_iter: int = 300, cache: bool = True,
-                  progress: bool | str = True) -> Clustering:
-    """Cluster every layer: :func:`cluster_layer` on each ``w_ins[l]`` ``[neurons, d_model]``.
+                  progress: bool | str = True, method: str = "fast",
+                  device=None) -> Clustering:
+    """Cluster every layer: :func:`cluster_layer` on each ``w_ins[l]`` ``[neurons, d_model]``
+    with ``method`` (:data:`METHODS`; ``device`` for the fast one).
 
     ``w_ins``: a sequence of per-layer W_in (e.g. ``[s.w_in for s in neuron_sites(model)]``)
     or one ``[layers, neurons, d_model]`` array; every layer must have the same neuron count.
@@ -196,7 +496,8 @@ def cluster_model(w_ins: Sequence, k: int, seed: int = 0,
 
     Caching (``cache=True``): each layer's labels are stored under ``DATA/cache/moe/`` in a
     file named by ``content_key`` of the sha256 of the layer's weight values, ``k``, ``seed``,
-    ``n_init``, ``max_iter`` and ``cache_key_parts`` (e.g. the model name), written
+    ``n_init``, ``max_iter``, the method and its version (:func:`method_version`) and
+    ``cache_key_parts`` (e.g. the model name), written
     atomically; a stored file is reused only if all those inputs match what it records, so an
     interrupted run resumes layer by layer and other weights never reuse it.
     ``progress``: a tqdm bar over layers (a string sets its description).
@@ -211,6 +512,7 @@ def cluster_model(w_ins: Sequence, k: int, seed: int = 0,
         raise ValueError(f"layers differ in neuron count {sorted(widths)}: labels must form "
                          f"one [layers, neurons] array; cluster them separately")
     check_k(widths.pop(), k)
+    version = method_version(method)
     cache_key_parts = list(cache_key_parts or [])
     extra = mio.content_key(*cache_key_parts) if cache_key_parts else ""
     labels, seconds, hits, inert = [], [], [], []
@@ -219,12 +521,14 @@ def cluster_model(w_ins: Sequence, k: int, seed: int = 0,
     for w in bar:
         w = _as_array(w)
         meta = {"weights_sha256": _weight_digest(w), "k": int(k), "seed": int(seed),
-                "n_init": int(n_init), "max_iter": int(max_iter), "extra": extra}
+                "n_init": int(n_init), "max_iter": int(max_iter), "method": method,
+                "method_version": version, "extra": extra}
         path = cache_dir() / f"labels-{mio.content_key('moe-v1', meta)}.npz"
         hit = _load_cached(path, meta) if cache else None
         if hit is None:
             t0 = time.perf_counter()
-            lab = cluster_layer(w, k, seed=seed, n_init=n_init, max_iter=max_iter)
+            lab = cluster_layer(w, k, seed=seed, n_init=n_init, max_iter=max_iter,
+                                method=method, device=device)
             sec = time.perf_counter() - t0
             if cache:
                 _save_cached(path, lab, sec, meta)
@@ -238,7 +542,8 @@ def cluster_model(w_ins: Sequence, k: int, seed: int = 0,
     return Clustering(labels=np.stack(labels), seconds=np.asarray(seconds),
                       from_cache=np.asarray(hits), inertia=np.asarray(inert), k=int(k),
                       seed=int(seed), n_init=int(n_init), max_iter=int(max_iter),
-                      meta={"cache_key_parts": list(map(str, cache_key_parts))})
+                      meta={"cache_key_parts": list(map(str, cache_key_parts)),
+                            "method": method, "method_version": version})
 
 
 # -- notebook 05: both models of a profile -----------------------------------------------------
@@ -253,11 +558,13 @@ def random_inertia(w_in, k: int, n_draws: int = 3, seed: int = 0) -> float:
 
 def cluster_sites(model, cluster_size: int, *, k: int | None = None, seed: int = 0,
                   n_init: int = 10, max_iter: int = 300, n_random: int = 3,
-                  weight: str = "up", progress: bool | str = True) -> Clustering:
+                  weight: str = "up", progress: bool | str = True, method: str = "fast",
+                  device=None) -> Clustering:
     """:func:`cluster_model` on the input rows of every layer of ``model`` (``neuron_sites``):
     ``weight`` picks them in a gated MLP (:meth:`neurons.Site.rows`: ``"up"`` = W_in, the
     authors' choice; ``"gate"``; ``"gate_up"``); models without a gate ignore it. Each choice
-    is cached on its own, since the cache is keyed by the rows clustered.
+    is cached on its own, since the cache is keyed by the rows clustered. ``method``:
+    :data:`METHODS` (the profile's ``moe_method``).
 
     ``k``: default :func:`choose_k` ``(neurons, cluster_size)``, the paper's cluster size as
     near as the width allows. The labels are cached by the content of the weights and the
@@ -270,7 +577,7 @@ def cluster_sites(model, cluster_size: int, *, k: int | None = None, seed: int =
     neurons, d_model = (int(s) for s in w_ins[0].shape)
     k = choose_k(neurons, cluster_size) if k is None else int(k)
     result = cluster_model(w_ins, k, seed=seed, n_init=n_init, max_iter=max_iter,
-                           progress=progress)
+                           progress=progress, method=method, device=device)
     result.meta.update(cluster_size_wanted=int(cluster_size), neurons=neurons, d_model=d_model,
                        weight=weight if neuron_sites(model)[0].w_gate is not None else "up",
                        random_inertia=np.array([random_inertia(w, k, n_random, seed)
@@ -284,7 +591,8 @@ def model_clusterings(cfg: dict, progress: bool = True, weight: str | None = Non
     ``cfg["random_seeds"]``: ``{"trained": Clustering, "random": Clustering, "random seed 1":
     Clustering, ...}`` (keys from :func:`overlap.random_kind`: "random" is the first seed's, the
     default random model) with ``k = choose_k(d_mlp, moe_cluster_size)``, ``n_init =
-    moe_n_init`` and ``random_state = 0`` (REFERENCE.md). Each clustering's ``meta`` records
+    moe_n_init``, ``method = moe_method`` (``"fast"`` when the profile has no such key) and
+    ``random_state = 0`` (REFERENCE.md). Each clustering's ``meta`` records
     ``random_init`` and ``model_seed`` (None for the trained model).
 
     ``weight`` (default ``cfg["moe_weight"]``): which rows of a gated MLP are clustered.
@@ -301,6 +609,7 @@ def model_clusterings(cfg: dict, progress: bool = True, weight: str | None = Non
         out[kind] = cluster_sites(model, cfg["moe_cluster_size"], seed=0,
                                   n_init=cfg["moe_n_init"],
                                   weight=cfg["moe_weight"] if weight is None else weight,
+                                  method=cfg.get("moe_method", "fast"),
                                   progress=f"MoEfication, {kind} model" if progress else False)
         out[kind].meta.update(random_init=random_init,
                               model_seed=int(seed) if random_init else None)
@@ -360,7 +669,8 @@ def summary(clusterings: dict[str, Clustering]) -> dict:
             "k": c.k, "cluster_size": int(c.labels.shape[1] // c.k),
             "cluster_size_wanted": c.meta.get("cluster_size_wanted"),
             "layers": int(c.labels.shape[0]), "neurons": int(c.labels.shape[1]),
-            "n_init": c.n_init, "balanced": balanced(c),
+            "n_init": c.n_init, "method": c.meta.get("method", "reference"),
+            "balanced": balanced(c),
             "inertia": c.inertia.tolist(), "random_inertia": rand.tolist(),
             "inertia_ratio": (c.inertia / rand).tolist(),
             "seconds": c.seconds.tolist(), "from_cache": c.from_cache.tolist(),
@@ -377,7 +687,8 @@ def format_summary(s: dict) -> str:
     for kind, d in s.items():
         rows.append(f"{kind:{w}s} k = {d['k']} clusters of {d['cluster_size']} neurons "
                     f"(wanted {d['cluster_size_wanted']}), {d['layers']} layers x "
-                    f"{d['neurons']} neurons, n_init = {d['n_init']}")
+                    f"{d['neurons']} neurons, n_init = {d['n_init']}, "
+                    f"method = {d.get('method', 'reference')}")
         rows.append(f"{'':{w}s} within-cluster SS / random balanced assignment, by layer: "
                     + " ".join(f"{r:.3f}" for r in d["inertia_ratio"]))
         cached = sum(d["from_cache"])

@@ -177,12 +177,23 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
 
     Every token position counts except attention padding (``attention_mask == 0``).
     Memory is O(layers x neurons) whatever the number of tokens: each batch is reduced to
-    per-neuron sums (float32 within the batch) and added to float64 accumulators.
+    per-neuron sums (float32 within the batch) and added to float64 accumulators that stay on
+    each layer's device (a model spread over GPUs keeps each layer's sums on its GPU); they
+    come to the host once, at the end, not per layer per batch.
+
+    Data-parallel (``torchrun`` / ``accelerate launch``, see :mod:`modsep_utils.parallel`):
+    each process takes every ``world_size``-th batch and the sums are added across processes;
+    every process returns the statistics of all batches.
     """
+    from . import parallel
     sites = neuron_sites(model)
-    stats = NeuronStats.zeros(len(sites), sites[0].n_neurons)
+    n_layers, width = len(sites), sites[0].n_neurons
     device = _model_device(model)
     state: dict[str, torch.Tensor | None] = {"keep": None}
+    # per layer: [4, neurons] float64 sums (abs, signed, square, positive) on its device, and
+    # the token count on the host (a Python int: no device sync)
+    sums: list[torch.Tensor | None] = [None] * n_layers
+    count = [0] * n_layers
 
     f32 = torch.float32
 
@@ -191,7 +202,10 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             x = args[0]
             keep = state["keep"]
             # [batch, tokens, neurons] -> [kept tokens, neurons]
-            x = x[keep] if keep is not None and x.dim() == 3 else x.reshape(-1, x.shape[-1])
+            if keep is not None and x.dim() == 3:
+                x = x[keep.to(x.device)]
+            else:
+                x = x.reshape(-1, x.shape[-1])
             if x.dtype not in (f32, torch.float64):
                 x = x.to(f32)  # bf16/fp16 models: square and sum in float32
             a = x.abs()
@@ -200,12 +214,11 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             # bool sum
             part = torch.stack([a.sum(0, dtype=f32), x.sum(0, dtype=f32),
                                 (a * a).sum(0, dtype=f32),
-                                x.sign().clamp_(min=0).sum(0, dtype=f32)]).to("cpu", torch.float64)
-            stats.count[layer] += x.shape[0]
-            stats.sum_abs[layer] += part[0]
-            stats.sum[layer] += part[1]
-            stats.sum_sq[layer] += part[2]
-            stats.n_pos[layer] += part[3]
+                                x.sign().clamp_(min=0).sum(0, dtype=f32)])
+            if sums[layer] is None:
+                sums[layer] = torch.zeros(part.shape, dtype=torch.float64, device=part.device)
+            sums[layer] += part
+            count[layer] += x.shape[0]
         return hook
 
     last = max(s.layer for s in sites)
@@ -219,17 +232,18 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
     handles += [s.out_proj.register_forward_pre_hook(stop_after_last)
                 for s in sites if s.layer == last]
     try:
-        it = batches
+        it = parallel.shard(batches)
         if progress:
             from tqdm.auto import tqdm
-            it = tqdm(batches, desc=progress if isinstance(progress, str) else "collect",
-                      leave=False)
+            it = tqdm(it, desc=progress if isinstance(progress, str) else "collect",
+                      leave=False, disable=not parallel.is_main())
         with torch.inference_mode():
             for batch in it:
-                batch = _to_device(batch, device)
                 mask = batch.get("attention_mask")
                 # no padding: skip the boolean gather (a copy of every activation)
-                state["keep"] = mask.bool() if mask is not None and not bool(mask.all()) else None
+                pad = mask is not None and not bool(mask.all())
+                batch = _to_device(batch, device)
+                state["keep"] = batch["attention_mask"].bool() if pad else None
                 try:
                     model(**batch)
                 except _StopForward:
@@ -237,7 +251,15 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
     finally:
         for h in handles:
             h.remove()
-    return stats
+    # once per subset: every layer's sums to the host, then across processes
+    host = torch.zeros(n_layers, 4, width, dtype=torch.float64)
+    for layer, t in enumerate(sums):
+        if t is not None:
+            host[layer] = t.cpu()
+    host = parallel.all_sum(host)
+    counts = parallel.all_sum(torch.tensor(count, dtype=torch.float64))
+    return NeuronStats(counts, host[:, 0].clone(), host[:, 1].clone(), host[:, 2].clone(),
+                       host[:, 3].clone())
 
 
 def as_mask(mask) -> torch.Tensor:
@@ -271,13 +293,16 @@ def pruned(model: nn.Module, mask: torch.Tensor) -> Iterator[nn.Module]:
     if tuple(mask.shape) != expected:
         raise ValueError(f"mask has shape {tuple(mask.shape)}, model has [layers, neurons] = "
                          f"{list(expected)}")
-    device = _model_device(model)
-    keep = (~mask.to(torch.bool)).to(device)
+    keep = ~mask.to(torch.bool)
+    on_device: dict[int, torch.Tensor] = {}  # each layer's row where its activations are
 
     def make_hook(layer: int):
         def hook(module, args):
             x = args[0]
-            return (x * keep[layer].to(x.dtype),) + tuple(args[1:])
+            k = on_device.get(layer)
+            if k is None or k.device != x.device or k.dtype != x.dtype:
+                k = on_device[layer] = keep[layer].to(x.device, x.dtype)
+            return (x * k,) + tuple(args[1:])
         return hook
 
     handles = [s.out_proj.register_forward_pre_hook(make_hook(s.layer))

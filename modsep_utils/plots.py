@@ -37,8 +37,12 @@ def heatmap(ax, matrix, row_labels: Sequence[str], col_labels: Sequence[str], *,
 
 def save_figure(fig, path: str | Path, data: dict[str, Any], dpi: int = 130) -> Path:
     """Save ``fig`` as ``path`` (.png) and ``data`` as the JSON beside it; return the PNG path."""
+    from .parallel import on_main
     path = Path(path).with_suffix(".png")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+    def write():  # data-parallel: the main process writes (see parallel.on_main)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    on_main(write)
     write_json(path.with_suffix(".json"), data)
     return path

@@ -16,16 +16,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import parallel
 from .neurons import _model_device, pruned
 from .scoring import n_select, top_fraction
 
 LETTERS = "ABCD"
 
 
-def _batches_on(model, subset, batch_size):
+def _on_device(batches, model):
+    """This process's share of ``batches`` (data-parallel: every ``world_size``-th batch; all
+    of them with one process), moved to the model's device."""
     device = _model_device(model)
-    for batch in subset.batches(batch_size):
+    for batch in parallel.shard(batches):
         yield {k: v.to(device) for k, v in batch.items()}
+
+
+def _to_host(parts: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per-batch device tensors to the host in one transfer (no sync per batch)."""
+    if not parts:
+        return []
+    flat = torch.cat(parts).cpu().numpy()
+    return np.split(flat, np.cumsum([len(p) for p in parts])[:-1])
+
+
+def _merged(parts: list[np.ndarray]) -> np.ndarray:
+    """Every process's per-batch results, in the order of the batches."""
+    every = parallel.gather_shards(parts)
+    return np.concatenate(every) if every else np.zeros(0, np.int64)
 
 
 # -- per-item counts: every accuracy is a ratio of sums over independent items (text blocks,
@@ -36,43 +53,111 @@ def text_counts(model: nn.Module, subset, batch_size: int = 8) -> tuple[np.ndarr
     """Top-1 next-token hits and predicted positions per text block: ``([n], [n])``."""
     correct, total = [], []
     with torch.inference_mode():
-        for batch in _batches_on(model, subset, batch_size):
+        for batch in _on_device(subset.batches(batch_size), model):
             ids, mask = batch["input_ids"], batch["attention_mask"].bool()
             logits = model(**batch).logits[:, :-1]
             valid = mask[:, 1:] & mask[:, :-1]
             hit = (logits.argmax(-1) == ids[:, 1:]) & valid
-            correct.append(hit.sum(1).cpu())
-            total.append(valid.sum(1).cpu())
-    if not total or int(torch.cat(total).sum()) == 0:
+            correct.append(hit.sum(1))
+            total.append(valid.sum(1))
+    correct, total = _merged(_to_host(correct)), _merged(_to_host(total))
+    if total.sum() == 0:
         raise ValueError(f"subset {subset.name} has no token to predict")
-    return torch.cat(correct).numpy(), torch.cat(total).numpy()
+    return correct, total
 
 
 def image_counts(model: nn.Module, subset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 hits per image (``subset.labels`` ``[n]``): ``([n] of 0/1, [n] of 1)``."""
     preds = []
     with torch.inference_mode():
-        for batch in _batches_on(model, subset, batch_size):
-            preds.append(model(**batch).logits.argmax(-1).cpu())
-    if not preds:
+        for batch in _on_device(subset.batches(batch_size), model):
+            preds.append(model(**batch).logits.argmax(-1))
+    preds = _merged(_to_host(preds))
+    if preds.size == 0:
         raise ValueError(f"subset {subset.name} has no image")
-    hit = (torch.cat(preds) == subset.labels).numpy().astype(np.int64)
+    hit = (preds == subset.labels.numpy()).astype(np.int64)
     return hit, np.ones_like(hit)
 
 
 def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _pad(seqs, pad_id, left=False)
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool
+         ) -> tuple[torch.Tensor, torch.Tensor]:
     n = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), n), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.as_tensor(s)
-        mask[i, :len(s)] = 1
+        span = slice(n - len(s), n) if left else slice(0, len(s))
+        ids[i, span] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, span] = 1
     return ids, mask
 
 
 def _pad_id(tokenizer) -> int:
     pad = tokenizer.pad_token_id
     return pad if pad is not None else (tokenizer.eos_token_id or 0)
+
+
+def _by_length(lengths: Sequence[int], per_batch: int) -> list[list[int]]:
+    """Item indices in batches of similar length (sorted, stable): little padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
+
+
+def _letter_hits(model, tokenizer, qs, idx, device, pad) -> list[int]:
+    """The authors' format: the top-1 next token after the prompt is the gold letter."""
+    from .data import mc_prompt
+    seqs = [tokenizer(mc_prompt(qs[i]), add_special_tokens=True)["input_ids"] for i in idx]
+    ids, mask = _pad_right(seqs, pad)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                   use_cache=False).logits
+    last = (mask.sum(1) - 1).to(device)
+    top = logits[torch.arange(len(idx), device=device), last].argmax(-1).cpu()
+    return [int(tokenizer.decode([t]).strip() == LETTERS[qs[i].answer])
+            for i, t in zip(idx, top.tolist())]
+
+
+def _loglik_hits(model, tokenizer, qs, idx, device, pad) -> list[int]:
+    """The gold choice has the highest :func:`_loglik_scores`."""
+    scores = _loglik_scores(model, tokenizer, qs, idx, device, pad)
+    gold = torch.tensor([qs[i].answer for i in idx])
+    return (scores.argmax(1) == gold).long().tolist()
+
+
+def _loglik_scores(model, tokenizer, qs, idx, device, pad) -> torch.Tensor:
+    """Each choice's mean log-probability of its tokens after the question, ``[questions,
+    choices]``: one forward for the questions (left-padded), the choices as their
+    continuations on the questions' key/value cache (the same numbers as each question +
+    choice in full)."""
+    prompts = [tokenizer(f"Question: {qs[i].question}\nAnswer:",
+                         add_special_tokens=True)["input_ids"] for i in idx]
+    conts = [tokenizer(" " + c, add_special_tokens=False)["input_ids"]
+             for i in idx for c in qs[i].choices]
+    k = len(conts) // len(idx)
+    ids, mask = _pad(prompts, pad, left=True)
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                position_ids=pos.to(device), use_cache=True)
+    # the prompt's last position predicts each continuation's first token
+    first = torch.log_softmax(out.logits[:, -1].float(), -1).repeat_interleave(k, 0)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(k)
+    cids, cmask = _pad_right([c or [pad] for c in conts], pad)
+    amask = torch.cat([mask.repeat_interleave(k, 0), cmask], 1)
+    cpos = mask.sum(1).repeat_interleave(k)[:, None] + torch.arange(cids.shape[1])
+    logits = model(input_ids=cids.to(device), attention_mask=amask.to(device),
+                   position_ids=cpos.to(device), past_key_values=cache, use_cache=True).logits
+    logp = torch.log_softmax(logits.float(), -1)
+    cids = cids.to(device)
+    scores = []
+    for r, c in enumerate(conts):
+        # token t of the choice is predicted at position t-1 (t = 0: by the prompt)
+        tok = torch.cat([first[r, cids[r, :1]],
+                         logp[r, :len(c) - 1].gather(1, cids[r, 1:len(c), None])[:, 0]])
+        scores.append(float(tok[:len(c)].mean()))
+    return torch.tensor(scores).view(len(idx), k)
 
 
 def mc_counts(model: nn.Module, tokenizer, subset, method: str = "loglik",
@@ -82,7 +167,9 @@ def mc_counts(model: nn.Module, tokenizer, subset, method: str = "loglik",
     ``method="letter"``: the authors' zero-shot MMLU format; correct when the top-1 next token
     over the whole vocabulary is the gold letter. ``method="loglik"``: each choice scored by the
     mean log-probability of its tokens as a continuation of the question; correct when the
-    gold choice scores highest.
+    gold choice scores highest (the question run once, the choices continuing it).
+    Questions are batched by length (little padding); data-parallel, each process scores
+    every ``world_size``-th batch.
     """
     if method not in ("letter", "loglik"):
         raise ValueError(f"unknown multiple-choice method {method!r}; use 'letter' or 'loglik'")
@@ -91,45 +178,21 @@ def mc_counts(model: nn.Module, tokenizer, subset, method: str = "loglik",
         raise ValueError(f"subset {subset.name} has no question")
     device = _model_device(model)
     pad = _pad_id(tokenizer)
-    hits: list[int] = []
+    if method == "letter":
+        from .data import mc_prompt
+        score, per_batch = _letter_hits, batch_size
+        lengths = [len(mc_prompt(q)) for q in qs]
+    else:
+        score, per_batch = _loglik_hits, max(1, batch_size // 4)
+        lengths = [len(q.question) for q in qs]
+    parts = []
     with torch.inference_mode():
-        if method == "letter":
-            from .data import mc_prompt
-            for start in range(0, len(qs), batch_size):
-                chunk = qs[start:start + batch_size]
-                seqs = [tokenizer(mc_prompt(q), add_special_tokens=True)["input_ids"]
-                        for q in chunk]
-                ids, mask = _pad_right(seqs, pad)
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                last = mask.sum(1) - 1
-                top = logits[torch.arange(len(chunk)), last.to(device)].argmax(-1).cpu()
-                hits += [int(tokenizer.decode([t]).strip() == LETTERS[q.answer])
-                         for q, t in zip(chunk, top.tolist())]
-        else:
-            per_batch = max(1, batch_size // 4)
-            for start in range(0, len(qs), per_batch):
-                chunk = qs[start:start + per_batch]
-                seqs, spans = [], []
-                for q in chunk:
-                    prompt = tokenizer(f"Question: {q.question}\nAnswer:",
-                                       add_special_tokens=True)["input_ids"]
-                    for choice in q.choices:
-                        cont = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-                        seqs.append(prompt + cont)
-                        spans.append((len(prompt), len(prompt) + len(cont)))
-                ids, mask = _pad_right(seqs, pad)
-                logp = torch.log_softmax(
-                    model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(),
-                    -1).cpu()
-                scores = []
-                for i, (a, b) in enumerate(spans):
-                    # token t is predicted at position t-1
-                    tok = ids[i, a:b]
-                    scores.append(float(logp[i, a - 1:b - 1].gather(1, tok[:, None]).mean()))
-                scores = torch.tensor(scores).view(len(chunk), len(LETTERS))
-                gold = torch.tensor([q.answer for q in chunk])
-                hits += (scores.argmax(1) == gold).long().tolist()
-    hit = np.asarray(hits, dtype=np.int64)
+        for idx in parallel.shard(_by_length(lengths, per_batch)):
+            parts.append(list(zip(idx, score(model, tokenizer, qs, idx, device, pad))))
+    hit = np.zeros(len(qs), np.int64)
+    for idx_hits in parallel.gather_shards(parts):
+        for i, h in idx_hits:
+            hit[i] = h
     return hit, np.ones_like(hit)
 
 

@@ -25,21 +25,20 @@ def test_unknown_profile_or_experiment():
 
 
 def test_notebook_defaults_are_the_smoke_vit_profile():
-    smoke = config.load_profile("smoke", "vit")
     books = run.notebooks()
     assert [b.name[:2] for b in books][:3] == ["01", "02", "03"]
     for book in books:
         params = __import__("papermill").inspect_notebook(str(book))
-        assert set(params) == set(smoke), book.name
-        for k, p in params.items():
-            assert eval(p["default"]) == smoke[k], (book.name, k)
+        assert list(params) == list(config.NOTEBOOK_PARAMETERS), book.name
+        assert {k: eval(p["default"]) for k, p in params.items()} == {
+            "profile": "smoke", "experiment": "vit", "overrides": {}}, book.name
 
 
 def test_undeclared_parameter_fails_clearly():
     book = run.notebooks(["01"])[0]
     with pytest.raises(SystemExit, match="declares no parameter \\['typo'\\]"):
         run.check_parameters(book, {"typo": 1})
-    with pytest.raises(SystemExit, match="no notebook declares"):
+    with pytest.raises(SystemExit, match="unknown key 'typo'"):
         run.main(["--profile", "smoke", "--only", "01", "-p", "typo", "1"])
     with pytest.raises(SystemExit, match="no notebook numbered"):
         run.main(["--profile", "smoke", "--only", "42"])
@@ -106,7 +105,7 @@ def test_unknown_and_missing_keys_name_the_file_and_the_key(repo):
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: unknown key 'colect_n'; "
                                          r"did you mean 'collect_n'\?"):
         config.load_profile("mine", "vit")
-    write_profile(repo, "vit", ("model: embedded-vit\n", ""))
+    write_profile(repo, "vit", ("model: embedded-vit-deep\n", ""))
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: missing key 'model'"):
         config.load_profile("mine", "vit")
 
@@ -164,13 +163,40 @@ def test_lm_takes_text_and_multiple_choice_subsets_only():
 
 def test_notebook_parameters_are_validated():
     smoke = config.load_profile("smoke", "vit")
-    assert config.from_parameters({**smoke, "In": [], "plt": None}) == smoke
-    with pytest.raises(ValueError, match="notebook parameters: drops = 0.5"):
-        config.from_parameters({**smoke, "drops": 0.5})
-    with pytest.raises(ValueError, match="notebook parameters: missing key 'model'"):
-        config.from_parameters({k: v for k, v in smoke.items() if k != "model"})
+    cell = {"profile": "smoke", "experiment": "vit", "overrides": {}}
+    assert config.from_parameters({**cell, "In": [], "plt": None}) == smoke
+    # switching the experiment is one line: every other value follows the profile file
+    lm = config.from_parameters({**cell, "experiment": "lm"})
+    assert lm == config.load_profile("smoke", "lm") and lm["model"] == "embedded-lm"
+    # overrides, and a key papermill -p injects as a variable, change the file's values
+    assert config.from_parameters({**cell, "overrides": {"drops": [0.3]}})["drops"] == [0.3]
+    assert config.from_parameters({**cell, "seed": 3})["seed"] == 3
+    with pytest.raises(ValueError, match=r"notebook parameters \(smoke/vit, overrides drops\): "
+                                         r"drops = 0.5 is invalid"):
+        config.from_parameters({**cell, "overrides": {"drops": 0.5}})
+    with pytest.raises(ValueError, match="unknown key 'colect_n'; did you mean 'collect_n'"):
+        config.from_parameters({**cell, "overrides": {"colect_n": 8}})
+    with pytest.raises(ValueError, match="overrides sets 'experiment'; set it as the parameter"):
+        config.from_parameters({**cell, "overrides": {"experiment": "lm"}})
+    with pytest.raises(ValueError, match="overrides = 'drops' is invalid; it must be a dict"):
+        config.from_parameters({**cell, "overrides": "drops"})
+    with pytest.raises(ValueError, match="notebook parameters: experiment = 'audio'"):
+        config.from_parameters({**cell, "experiment": "audio"})
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
-        config.from_parameters({**smoke, "profile": "nope"})
+        config.from_parameters({**cell, "profile": "nope"})
+
+
+def test_values_that_do_not_belong_together_are_an_error():
+    cell = {"profile": "smoke", "experiment": "lm", "overrides": {}}
+    # the case: the LM experiment must never run the ViT silently
+    with pytest.raises(ValueError, match="model = 'embedded-vit' belongs to the vit experiment, "
+                                         "not lm; choose experiment = 'vit'"):
+        config.from_parameters({**cell, "overrides": {"model": "embedded-vit"}})
+    with pytest.raises(ValueError, match="'fmnist:Bag' belongs to the vit experiment"):
+        config.from_parameters({**cell, "forget": ["fmnist:Bag"]})
+    assert config.model_experiment("embedded-lm") == "lm"
+    assert config.model_experiment("authors:Ahmed9275/Vit-Cifar100") is None
+    assert config.model_experiment("mistralai/Mistral-7B-Instruct-v0.2") is None
 
 
 def test_override_runs_write_apart_and_record_the_overrides(repo, monkeypatch):
@@ -228,7 +254,8 @@ def test_run_writes_overrides_apart_unless_into_profile(repo, monkeypatch):
     calls = []
 
     def fake_execute(book, params, out):
-        calls.append((out, params["drops"], os.environ.get(config.INTO_PROFILE)))
+        assert set(params) == set(config.NOTEBOOK_PARAMETERS)  # the rest is the profile file's
+        calls.append((out, params["overrides"]["drops"], os.environ.get(config.INTO_PROFILE)))
         return 0.0
     monkeypatch.setattr(run, "execute", fake_execute)
     run.main(["--profile", "smoke", "--experiment", "vit", "--only", "01", "-p", "drops", "[0.3]"])
@@ -239,3 +266,18 @@ def test_run_writes_overrides_apart_unless_into_profile(repo, monkeypatch):
         (repo / "reports/smoke/overrides/drops=0.3/vit" / book, [0.3], None),
         (repo / "reports/smoke/vit" / book, [0.3], "1")]
     assert os.environ.get(config.INTO_PROFILE) is None
+
+
+def test_a_notebook_run_that_differs_from_its_profile_writes_apart(repo):
+    cell = {"profile": "smoke", "experiment": "vit", "overrides": {}}
+    apart = repo / "results/smoke/overrides/drops=0.3/vit"
+    # edited overrides in JupyterLab, or papermill -p drops "[0.3]" (a variable it injects)
+    for namespace in ({**cell, "overrides": {"drops": [0.3]}}, {**cell, "drops": [0.3]}):
+        cfg = config.from_parameters(namespace)
+        assert config.results_dir(cfg) == apart
+        assert config.figure_path(cfg, "x").parent == repo / "figures/smoke/overrides/drops=0.3"
+        assert "differs from configs/smoke/vit.yaml in drops = [0.3]" in config.describe(cfg)
+    # the profile's own values write into the profile's folders
+    cfg = config.from_parameters(cell)
+    assert config.results_dir(cfg) == repo / "results/smoke/vit"
+    assert config.describe(cfg).endswith("results into results/smoke/vit/")

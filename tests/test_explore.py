@@ -174,3 +174,76 @@ def test_explorer_from_config(tmp_path, monkeypatch):
                            {n: {"frac": 0.25, "reached": True} for n in names})
     lm = explore.Explorer.from_config({**cfg, "experiment": "lm"}, names)
     assert lm.fractions is None and lm.cross_eval is not None  # LM: overlap_frac, as in 04
+
+
+# -- notebook 07: the interactive view ---------------------------------------------------------
+
+class _Handle:
+    """Stands in for an IPython display handle: records what the view sends it."""
+    def __init__(self):
+        self.shown = []
+
+    def update(self, obj):
+        self.shown.append(obj)
+
+
+def test_widget_redraws_report_and_figure_when_a_control_changes():
+    view = _explorer(fractions={"cats": 0.25, "dogs": 0.5, "cars": 0.125}).widget()
+    assert (view.a.value, view.b.value) == ("cats", "dogs")
+    text, png = view.text, view.png
+    assert png.startswith(b"\x89PNG") and "cats" in text
+    view._views = (_Handle(), _Handle())          # as displayed in a notebook
+    view.a.value = "cars"
+    assert view.report["a"] == "cars" and "cars" in view.text and view.text != text
+    assert view.png != png
+    assert "cars" in view._views[0].shown[-1].data
+    assert view._views[1].shown[-1].data == view.png
+    view.model.value = "random"
+    assert view.report["model"] == "random" and "random model" in view.text
+    assert view.report["a_to_b"] is None            # the random model has no cross-evaluation
+
+
+def test_the_fraction_slider_drives_the_selection_or_says_why_not():
+    view = _explorer(fractions={"cats": 0.25, "dogs": 0.5, "cars": 0.125}).widget()
+    # each class at its 03 fraction: the slider is off, and the note says so
+    assert view.own.value and view.frac.disabled
+    assert (view.report["frac_a"], view.report["frac_b"]) == (0.25, 0.5)
+    assert "untick the box" in view.note.value
+    before = view.png
+    view.own.value = False
+    assert not view.frac.disabled and "slider's" in view.note.value
+    view.frac.value = 0.125
+    assert (view.report["frac_a"], view.report["frac_b"]) == (0.125, 0.125)
+    assert view.report["total"]["n_a"] == 2 and view.png != before
+    assert "(top 12.5%)" in view.figure._suptitle.get_text()
+    # the bars are 03's measurements at 03's fractions: the figure and the note say they stay
+    assert "03's fractions" in view.figure.axes[0].get_title()
+    assert "stay" in view.note.value
+    # LM: no per-class fraction, so the box is off and the slider always drives
+    lm = _explorer().widget()
+    assert not lm.own.value and lm.own.disabled and not lm.frac.disabled
+    assert "as in notebook 04" in lm.note.value
+
+
+def test_a_failing_selection_is_shown_not_lost():
+    view = _explorer().widget()
+    view.explorer.scores["trained"].pop("dogs")
+    view.refresh()
+    assert view.text.startswith("cannot show this selection:") and "dogs" in view.text
+
+
+def test_deep_models_get_readable_layer_axes_and_no_empty_legends():
+    g = np.random.default_rng(0)
+    masks = {"a": g.random((30, 64)) < 0.1, "b": g.random((30, 64)) < 0.1,
+             "none": np.zeros((30, 64), bool)}
+    labels = g.integers(0, 4, (30, 64))
+    fig = plot_pair(pair_report("a", "b", masks=masks, cross_eval=None, labels=labels, k=4))
+    for ax in fig.axes[1:3]:
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert 1 < len(ticks) <= 12 and ticks[0] == "L0"
+        assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())
+    # an empty selection: its overlap line is all NaN and has no legend entry
+    fig = plot_pair(pair_report("none", "none", masks=masks, cross_eval=None))
+    legend = fig.axes[1].get_legend()
+    assert all("none" not in t.get_text() for t in legend.get_texts())
+    assert len(legend.get_texts()) == 2                # the two chance lines only

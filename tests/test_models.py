@@ -75,7 +75,8 @@ def data_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def fake_cache(data_dir):
     """DATA with tiny stand-ins for both embedded caches."""
-    for name, save in (("embedded-lm", _save_tiny_lm), ("embedded-vit", _save_tiny_vit)):
+    for name, save in (("embedded-lm", _save_tiny_lm), ("embedded-vit", _save_tiny_vit),
+                       ("embedded-vit-deep", _save_tiny_vit)):
         folder = models.cache_dir(name)
         folder.mkdir(parents=True)
         save(folder)
@@ -146,7 +147,7 @@ def test_local_folder_loads_like_a_hub_id(fake_cache):
 
 def test_prepare_is_idempotent_and_reports(fake_cache):
     info = models.prepare_embedded_models(progress=False)  # data_dir forbids rebuilding
-    assert set(info) == {"embedded-lm", "embedded-vit"}
+    assert set(info) == {"embedded-lm", "embedded-vit", "embedded-vit-deep"}
     assert not info["embedded-lm"]["built"] and not info["embedded-vit"]["built"]
     assert info["embedded-vit"]["test_accuracy"] == 0.5 and info["embedded-lm"]["fake"]
     assert info["embedded-vit"]["path"] == str(models.cache_dir("embedded-vit"))
@@ -384,3 +385,21 @@ def test_real_embedded_models_from_cache(monkeypatch):
         acc = (vit(pixel_values=px).logits.argmax(-1).numpy() == labels[:500]).mean()
     recorded = json.loads((REAL_CACHE["embedded-vit"] / "train_info.json").read_text())
     assert acc > 0.8 and abs(acc - recorded["test_accuracy"]) < 0.06
+
+
+@pytest.mark.skipif(not (models.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason=f"Fashion-MNIST not installed ({models.FASHION_MNIST_INSTALL})")
+def test_shipped_vision_stand_in_needs_its_mlp_neurons():
+    """The property the embedded ViT experiment rests on (issue 10): with every MLP neuron
+    pruned, the stand-in's test accuracy is at most twice chance, so a forget class can be
+    pruned to the paper's drops; the smoke-size ViT keeps far more without its MLPs."""
+    x_train, _, x_test, y_test, *_ = models.fmnist_tensors(n_train=1)
+    recorded = json.loads((models.shipped_dir("embedded-vit-deep") / "train_info.json").read_text())
+    deep, _ = load_model(str(models.shipped_dir("embedded-vit-deep")))
+    base = models.class_accuracy(deep, x_test, y_test)
+    cut = models.class_accuracy(deep, x_test, y_test, prune_all=True)
+    assert abs(base.mean() - recorded["test_accuracy"]) < 1e-3  # the shipped model, as trained
+    assert cut.mean() <= 2 * 0.1
+    assert (cut / base <= 0.5).sum() >= 8  # most classes fall by half with every neuron pruned
+    small, _ = load_model(str(models.shipped_dir("embedded-vit")))
+    assert models.class_accuracy(small, x_test, y_test, prune_all=True).mean() > 0.4

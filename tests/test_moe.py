@@ -274,3 +274,107 @@ def test_weight_comparison_reads_both_choices():
     assert "gate" in auc.format_weight_comparison(d)
     assert auc.weight_headline(d)["gate"]["z_overall"] == d["gate"]["z_overall"]
     assert "auc_by_layer" not in auc.weight_headline(d)["up"]
+
+
+# -- the fast method (issue 9, section 3) ------------------------------------------------------
+
+def _ref_or_skip():
+    return pytest.importorskip("k_means_constrained")
+
+
+@pytest.mark.parametrize("n,d,k", [(96, 8, 12), (256, 16, 8), (60, 5, 60)])
+def test_fast_clusters_are_exactly_balanced(n, d, k):
+    w = np.random.default_rng(n).standard_normal((n, d))
+    labels = moe.cluster_layer(w, k, n_init=2, method="fast")
+    assert labels.dtype == np.int64 and labels.shape == (n,)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=k), np.full(k, n // k))
+
+
+def test_fast_is_deterministic_under_its_seed():
+    w = np.random.default_rng(1).standard_normal((128, 12))
+    a = moe.cluster_layer(w, 8, seed=3, n_init=3)
+    np.testing.assert_array_equal(a, moe.cluster_layer(w, 8, seed=3, n_init=3))
+    others = [moe.cluster_layer(w, 8, seed=s, n_init=1) for s in range(4)]
+    assert any(not np.array_equal(others[0], o) for o in others[1:])  # the seed is used
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_wcss_within_one_percent_of_the_reference(seed):
+    _ref_or_skip()
+    rng = np.random.default_rng(seed)
+    # some structure (as trained weights have) plus noise, and plain noise
+    for w in (_clustered_weights(n=192, d=16, k=12, seed=seed, noise=0.6),
+              rng.standard_normal((192, 16))):
+        ref = moe.inertia(w, moe.cluster_layer(w, 12, seed=0, n_init=10, method="reference"))
+        fast = moe.inertia(w, moe.cluster_layer(w, 12, seed=0, n_init=10, method="fast"))
+        assert fast <= 1.01 * ref, (seed, fast / ref)
+
+
+def test_fast_finds_planted_clusters():
+    w = _clustered_weights(n=96, d=12, k=6, seed=2)
+    labels = moe.cluster_layer(w, 6, n_init=3, method="fast")
+    truth = np.repeat(np.arange(6), 16)
+    assert all(len(set(labels[truth == g].tolist())) == 1 for g in range(6))
+
+
+def test_fast_rejects_k_not_dividing_the_rows():
+    w = np.random.default_rng(0).standard_normal((100, 4))
+    with pytest.raises(ValueError, match=r"k=7 does not divide 100 .*k=5 .*k=10 "):
+        moe.cluster_layer(w, 7, method="fast")
+    with pytest.raises(ValueError, match="k=7 does not divide"):
+        moe.balanced_kmeans(moe.normalise_rows(w), 7)
+    with pytest.raises(ValueError, match="moe_method"):
+        moe.cluster_layer(w, 10, method="kmeans")
+
+
+def test_cuda_less_machine_uses_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert moe.pick_device().type == "cpu"
+    w = np.random.default_rng(0).standard_normal((64, 8))
+    labels, info = moe.balanced_kmeans(moe.normalise_rows(w), 8, n_init=2, return_info=True)
+    assert info["device"] == "cpu" and np.bincount(labels).tolist() == [8] * 8
+
+
+@pytest.mark.parametrize("k,size,cand", [(64, 5, 6), (40, 3, 4), (32, 4, 0), (8, 6, None)])
+def test_balanced_assignment_is_the_exact_optimum(k, size, cand):
+    """Sparse candidates + the negative-cycle certificate give the full problem's optimum,
+    also when the candidates alone are infeasible or suboptimal (strong column offsets)."""
+    from scipy.optimize import linear_sum_assignment
+    rng = np.random.default_rng(k + size)
+    for trial in range(6):
+        n = k * size
+        cost = rng.random((n, k)) + np.linspace(0, 1, k)[None] * rng.random((n, 1)) * trial
+        labels = moe.balanced_assignment(cost, size, candidates=cand)
+        assert np.bincount(labels, minlength=k).tolist() == [size] * k
+        # the linear assignment on the centres replicated `size` times: the same optimum
+        rows, cols = linear_sum_assignment(np.repeat(cost, size, axis=1))
+        best = cost[rows, cols // size].sum()
+        assert cost[np.arange(n), labels].sum() == pytest.approx(best, abs=n / moe.COST_SCALE)
+
+
+def test_method_and_its_version_are_in_the_cache_key(tmp_path, monkeypatch):
+    _ref_or_skip()
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    w = [_clustered_weights(seed=1)]
+    fast = moe.cluster_model(w, 8, n_init=1, progress=False)
+    assert fast.meta["method"] == "fast" and fast.meta["method_version"] == moe.FAST_VERSION
+    ref = moe.cluster_model(w, 8, n_init=1, method="reference", progress=False)
+    assert not ref.from_cache.any()                   # another method: not the fast labels
+    assert ref.meta["method_version"].startswith("k-means-constrained ")
+    assert moe.cluster_model(w, 8, n_init=1, progress=False).from_cache.all()
+    monkeypatch.setattr(moe, "FAST_VERSION", "balanced-lloyd-test")
+    assert not moe.cluster_model(w, 8, n_init=1, progress=False).from_cache.any()
+    assert len(list((tmp_path / "cache" / "moe").glob("*.npz"))) == 3
+
+
+def test_model_clusterings_follow_moe_method(tmp_path, monkeypatch):
+    from modsep_utils import activations
+    monkeypatch.setattr(mio, "DATA", tmp_path)
+    monkeypatch.setattr(activations, "get_model", lambda *a, **kw: (tiny_vit(layers=1), None))
+    cfg = {"model": "tiny", "seed": 0, "dtype": "float32", "moe_cluster_size": 8,
+           "moe_n_init": 1, "random_seeds": [0], "moe_weight": "up"}
+    assert moe.model_clusterings(cfg, progress=False)["trained"].meta["method"] == "fast"
+    _ref_or_skip()
+    got = moe.model_clusterings({**cfg, "moe_method": "reference"}, progress=False)
+    assert got["trained"].meta["method"] == "reference"
+    assert moe.summary(got)["trained"]["method"] == "reference"

@@ -393,7 +393,7 @@ def test_shipped_vision_stand_in_needs_its_mlp_neurons():
     """The property the embedded ViT experiment rests on (issue 10): with every MLP neuron
     pruned, the stand-in's test accuracy is at most twice chance, so a forget class can be
     pruned to the paper's drops; the smoke-size ViT keeps far more without its MLPs."""
-    x_train, _, x_test, y_test, *_ = models.fmnist_tensors(n_train=1)
+    _, _, x_test, y_test, *_ = models.fmnist_tensors()  # normalised as in training
     recorded = json.loads((models.shipped_dir("embedded-vit-deep") / "train_info.json").read_text())
     deep, _ = load_model(str(models.shipped_dir("embedded-vit-deep")))
     base = models.class_accuracy(deep, x_test, y_test)

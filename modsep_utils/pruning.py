@@ -183,7 +183,10 @@ def mc_counts(model: nn.Module, tokenizer, subset, method: str = "loglik",
         score, per_batch = _letter_hits, batch_size
         lengths = [len(mc_prompt(q)) for q in qs]
     else:
-        score, per_batch = _loglik_hits, max(1, batch_size // 4)
+        # batch_size questions a batch (the former path ran batch_size // 4, each choice
+        # with its question): the choices' rows are short, and two forwards of a batch
+        # cost less than four of a quarter of it (each forward reads every weight once)
+        score, per_batch = _loglik_hits, batch_size
         lengths = [len(q.question) for q in qs]
     parts = []
     with torch.inference_mode():

@@ -22,6 +22,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from modsep_utils import pruning
@@ -42,6 +43,22 @@ VIT_TINY = dict(VIT, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
 #: tokens assumed for the authors' letter format (header, question, four choices, "Answer:")
 MMLU_QUESTIONS = 14042
 MMLU_PROMPT_TOKENS = 200
+
+
+#: the fast MoEfication's measured seconds per layer at paper size (bench/bench_moe.py runs)
+MOE_RESULTS = {"lm": Path(__file__).parent / "results" / "bench_moe-mistral-cpu.json",
+               "vit": Path(__file__).parent / "results" / "bench_moe-vit-base-cpu.json"}
+
+
+def measured_moe_seconds(name: str) -> float:
+    """Seconds per layer of the fast method in the committed bench_moe.py run for ``name``."""
+    path = MOE_RESULTS[name]
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run bench/bench_moe.py --size "
+                         f"{'mistral' if name == 'lm' else 'vit-base'} --out {path}, or pass "
+                         f"--moe-s-per-layer-{name}")
+    cases = json.loads(path.read_text())["cases"]
+    return float(np.mean([c["seconds_per_layer"]["fast"] for c in cases.values()]))
 
 
 def sync(device):
@@ -216,11 +233,27 @@ def main(argv=None):
                     help="evaluations per fraction search (grid walk + bisection)")
     ap.add_argument("--mmlu-questions", type=int, default=MMLU_QUESTIONS)
     ap.add_argument("--mmlu-prompt-tokens", type=int, default=MMLU_PROMPT_TOKENS)
-    ap.add_argument("--moe-s-per-layer-lm", type=float, default=90.0,
-                    help="MoEfication seconds per Mistral layer (default: k-means-constrained "
-                         "n_init=1 on 2 cores, REFERENCE.md; bench_moe.py measures it)")
-    ap.add_argument("--moe-s-per-layer-vit", type=float, default=40.0)
+    ap.add_argument("--moe-s-per-layer-lm", type=float, default=None,
+                    help="MoEfication seconds per Mistral layer (default: the fast method's, "
+                         f"as bench_moe.py measured it in {MOE_RESULTS['lm'].name})")
+    ap.add_argument("--moe-s-per-layer-vit", type=float, default=None,
+                    help="the same per ViT-Base layer (default: from "
+                         f"{MOE_RESULTS['vit'].name})")
+    ap.add_argument("--estimate-from", type=Path, default=None,
+                    help="recompute only the estimate of a saved run (e.g. other MoE seconds)")
     args = ap.parse_args(argv)
+    for name in ("lm", "vit"):
+        key = f"moe_s_per_layer_{name}"
+        if getattr(args, key) is None:
+            setattr(args, key, measured_moe_seconds(name))
+    if args.estimate_from:
+        res = json.loads(args.estimate_from.read_text())
+        lm_cfg, vit_cfg = load_profile("paper", "lm"), load_profile("paper", "vit")
+        res["estimate"] = estimate(res["lm"], res["vit"], lm_cfg, vit_cfg, args)
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+        print(f"paper profile, estimated: {res['estimate']['total_h']:.1f} h "
+              f"(MoE {args.moe_s_per_layer_lm:.1f} / {args.moe_s_per_layer_vit:.1f} s a layer)")
+        return res
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16
     t0 = time.perf_counter()

@@ -10,11 +10,12 @@ Rows clustered (REFERENCE.md): each layer's W_in (``up_proj.weight`` of a gated 
 ``intermediate.dense.weight`` of a ViT), one row per neuron, L2-normalised; k = choose_k(neurons,
 cluster size). Sizes:
 
-- ``embedded``: the embedded ViT (512 x 128, clusters of 32, k = 16) and SmolLM2-135M (1536 x
-  576, the LM profile's ``moe_cluster_size`` 112 -> k = 16, clusters of 96): their real weights
-  from ``data/models/`` when converted there (``make reproduce``), and default-init-like random
-  rows of the same shapes.
+- ``embedded``: the embedded vision stand-in ``embedded-vit-deep`` (1024 x 64, clusters of 32,
+  k = 32) and SmolLM2-135M (1536 x 576, the LM profile's ``moe_cluster_size`` 112 -> k = 16,
+  clusters of 96): their real weights from ``data/models/`` when installed there (``make
+  reproduce``), and default-init-like random rows of the same shapes.
 - ``mistral``: random rows of Mistral-7B's size (14336 x 4096, k = 128, clusters of 112).
+- ``vit-base``: random rows of ViT-Base's size (3072 x 768, k = 96, clusters of 32).
 
 The reference is ``KMeansConstrained(n_clusters=k, size_min=size_max=neurons//k,
 n_init=--reference-n-init, random_state=0, n_jobs=--reference-n-jobs)``; at Mistral size with the
@@ -40,7 +41,8 @@ from modsep_utils import moe
 ROOT = Path(__file__).resolve().parent.parent
 
 SHAPES = {  # name: (neurons, d_model, cluster size the profile asks for)
-    "vit-embedded": (512, 128, 32),        # 32 per cluster as ViT-Base in the paper
+    "vit-embedded": (1024, 64, 32),        # 32 per cluster as ViT-Base in the paper
+    "vit-base": (3072, 768, 32),           # k = 96 as in the paper
     "smollm2-135m": (1536, 576, 112),      # the LM profile's moe_cluster_size -> k = 16 (96)
     "mistral-7b": (14336, 4096, 112),      # k = 128 as in the paper
 }
@@ -54,7 +56,7 @@ def random_w_in(neurons: int, d_model: int, seed: int) -> np.ndarray:
 def real_w_in(name: str, n_layers: int) -> list[np.ndarray] | None:
     """The first ``n_layers`` W_in of the converted embedded model (None when not converted)."""
     path, key = {
-        "vit-embedded": ("embedded-vit", "vit.encoder.layer.{}.intermediate.dense.weight"),
+        "vit-embedded": ("embedded-vit-deep", "vit.encoder.layer.{}.intermediate.dense.weight"),
         "smollm2-135m": ("embedded-lm", "model.layers.{}.mlp.up_proj.weight"),
     }[name]
     file = ROOT / "data" / "models" / path / "model.safetensors"
@@ -128,7 +130,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=["embedded", "mistral", "all"], default="embedded")
+    parser.add_argument("--size", choices=["embedded", "mistral", "vit-base", "all"], default="embedded")
     parser.add_argument("--layers", type=int, default=2, help="layers per case")
     parser.add_argument("--device", default=None,
                         help="fast method's torch device (default: cuda when available)")
@@ -154,9 +156,10 @@ def main() -> None:
                 cases[f"{name} (trained)"] = real
             d, m, _ = SHAPES[name]
             cases[f"{name} (random)"] = [random_w_in(d, m, s) for s in range(args.layers)]
-    if args.size in ("mistral", "all"):
-        d, m, _ = SHAPES["mistral-7b"]
-        cases["mistral-7b (random)"] = [random_w_in(d, m, s) for s in range(args.layers)]
+    for size, name in (("mistral", "mistral-7b"), ("vit-base", "vit-base")):
+        if args.size in (size, "all"):
+            d, m, _ = SHAPES[name]
+            cases[f"{name} (random)"] = [random_w_in(d, m, s) for s in range(args.layers)]
 
     print(f"fast: n_init={args.n_init} on {device}; reference: n_init={args.reference_n_init}, "
           f"n_jobs={args.reference_n_jobs}")

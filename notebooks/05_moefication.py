@@ -36,16 +36,16 @@ print(config.describe(cfg))
 # clusters of exactly `d_mlp // k` neurons (`moe_method`: `fast`, this project's exact balanced
 # k-means: k-means++ starts, Lloyd steps in torch, the balanced assignment as a min-cost flow;
 # or `reference`, the authors' k-means-constrained call with `size_min = size_max = d_mlp // k`,
-# `random_state = 0`; `bench/bench_moe.py` compares the two), for the trained model and a random-init model per
-# seed of `random_seeds` (one random model is one draw of weights: the seeds show its spread).
+# `random_state = 0`; `bench/bench_moe.py` compares the two), for the trained model and a
+# random-init model per seed of `random_seeds` (one random model is one draw of weights: the seeds show its spread).
 #
 # **Which k.** The paper uses $k = 96$ for ViT-Base (3072 neurons, 32 per cluster) and
 # $k = 128$ for Mistral-7B (14336 neurons, 112 per cluster). Every profile keeps the paper's
 # *cluster size* (`moe_cluster_size`: 32 for ViT, 112 for the LM) and takes the $k$ dividing
 # the layer width whose cluster size is nearest to it (`moe.choose_k`; ties go to the smaller
 # clusters): the paper profile gets exactly 96 and 128 back; the embedded ViT (1024 neurons)
-# gets 32 clusters of 32 (the smoke ViT, 512 neurons, 16 of 32); SmolLM2 (1536 neurons) gets 16 clusters of 96 (128 would be as
-# far from 112; the smaller clusters win the tie). `moe_n_init` restarts (the authors' default
+# gets 32 clusters of 32 (the smoke ViT, 512 neurons, 16 of 32); SmolLM2 (1536 neurons) gets
+# 16 clusters of 96 (128 would be as far from 112; the smaller clusters win the tie). `moe_n_init` restarts (the authors' default
 # 10; fewer on the embedded LM, see `bench/bench_moe.py`).
 #
 # **Which rows.** In a gated MLP a neuron is `act(gate(x)) * up(x)`: the authors cluster the

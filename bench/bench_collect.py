@@ -1,6 +1,7 @@
-"""Benchmark: the cost of collecting neuron statistics on embedded-lm (fp32), and its memory.
+"""Benchmark: the cost of collecting neuron statistics on embedded-lm, and its memory.
 
-    python bench/bench_collect.py [--batches 6] [--batch-size 8] [--block-len 128]
+    python bench/bench_collect.py [--dtype bfloat16] [--batches 6] [--batch-size 8] [--block-len 128]
+    python bench/bench_collect.py --dtypes      # float32 against bfloat16, side by side
 
 1. tokens/s of a bare forward pass against one that collects statistics, on identical
    batches (interleaved, best of several rounds: the machine is shared and noisy);
@@ -12,6 +13,10 @@
    timings (collection and evaluation tokens/s, seconds per multiple-choice question) and the
    number of each computation the profile makes (the search lengths from the committed
    ``results/embedded/lm/03_fractions_*.json``), instead of a 50-minute cold run.
+4. ``--dtypes``: tokens/s of the evaluation forward (logits, 2% of the neurons pruned) in
+   float32 and in bfloat16 on identical batches, interleaved; written to
+   ``bench/results/bench_dtype-cpu.json``. CPUs with AVX512-BF16 multiply bf16 at about twice
+   the fp32 rate; without it bf16 is emulated and slower.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import time
 
 import torch
 
+from modsep_utils.activations import DTYPES
 from modsep_utils.models import load_model
 from modsep_utils.neurons import collect_stats
 
@@ -37,12 +43,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mem-tokens", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--cold", action="store_true", help="estimate the embedded LM cold run")
+    ap.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    ap.add_argument("--dtypes", action="store_true", help="float32 against bfloat16")
     args = ap.parse_args()
     if args.mem_tokens:
-        return memory_run(args.mem_tokens, args.block_len)
+        return memory_run(args.mem_tokens, args.block_len, args.dtype)
     if args.cold:
         return cold_estimate()
-    model, tok = load_model("embedded-lm", dtype=torch.float32)
+    if args.dtypes:
+        return dtype_compare(args.batches, args.batch_size, args.block_len, args.rounds)
+    model, tok = load_model("embedded-lm", dtype=DTYPES[args.dtype])
     g = torch.Generator().manual_seed(0)
     batches = [{"input_ids": torch.randint(0, tok.vocab_size, (args.batch_size, args.block_len),
                                            generator=g),
@@ -51,7 +61,7 @@ def main():
     from bench_gpu import collection_vs_bare  # the same measurement as on the GPU
     r = collection_vs_bare(model, batches, args.batch_size * args.block_len, torch.device("cpu"),
                            args.rounds)
-    print(f"tokens per pass: {r['tokens_timed']}  threads: {torch.get_num_threads()}")
+    print(f"{args.dtype}, tokens per pass: {r['tokens_timed']}  threads: {torch.get_num_threads()}")
     print(f"bare forward:       {r['bare_tokens_per_s']:8.0f} tokens/s")
     print(f"with collection:    {r['collect_tokens_per_s']:8.0f} tokens/s")
     print(f"collection / bare forward: {r['collect_over_bare']:.2f}x tokens/s (target >= 1.2x)")
@@ -61,13 +71,13 @@ def main():
     import sys
     for n in (1_000, 10_000):
         out = subprocess.run([sys.executable, __file__, "--mem-tokens", str(n),
-                              "--block-len", str(args.block_len)],
+                              "--block-len", str(args.block_len), "--dtype", args.dtype],
                              capture_output=True, text=True, check=True).stdout.strip()
         print(out)
 
 
-def memory_run(n_tokens: int, block_len: int) -> None:
-    model, tok = load_model("embedded-lm", dtype=torch.float32)
+def memory_run(n_tokens: int, block_len: int, dtype: str) -> None:
+    model, tok = load_model("embedded-lm", dtype=DTYPES[dtype])
     g = torch.Generator().manual_seed(0)
     blocks = max(1, n_tokens // block_len)
     one = {"input_ids": torch.randint(0, tok.vocab_size, (4, block_len), generator=g),
@@ -91,7 +101,7 @@ def cold_estimate() -> None:
     from modsep_utils.data import load_subset
     from modsep_utils.io import ROOT
     cfg = load_profile("embedded", "lm")
-    model, tok = load_model("embedded-lm", dtype=torch.float32)
+    model, tok = load_model("embedded-lm", dtype=DTYPES[cfg["dtype"]])
     t0 = time.perf_counter()
     ev = load_subset(cfg["forget"][0], tok, split="eval", n=cfg["eval_n"], seed=cfg["seed"],
                      block_len=cfg["block_len"])
@@ -118,12 +128,48 @@ def cold_estimate() -> None:
         "03 multiple choice": mc_evals * cfg["mc_n"] * mc_s,
         "data loading (per subset, x splits and models)": load_s * n_forget * 2,
     }
-    print(f"units: collection {collect_tps:.0f} tokens/s, evaluation {eval_tps:.0f} tokens/s, "
+    print(f"{cfg['dtype']}; units: collection {collect_tps:.0f} tokens/s, evaluation {eval_tps:.0f} tokens/s, "
           f"multiple choice {mc_s:.3f} s/question, {text_evals} text evaluations of "
           f"{cfg['eval_n']} tokens ({searches} search steps), {mc_evals} quiz evaluations")
     for name, sec in steps.items():
         print(f"{name:<48} {sec:7.0f} s")
     print(f"{'total (MoEfication: bench_moe.py)':<48} {sum(steps.values()):7.0f} s")
+
+
+def dtype_compare(n_batches: int, batch_size: int, block_len: int, rounds: int) -> None:
+    """The evaluation forward (logits; 2% of the neurons pruned, as in 03) in float32 and
+    bfloat16 on identical batches, interleaved, best of ``rounds``."""
+    import platform
+
+    from modsep_utils.io import write_json
+    from modsep_utils.neurons import n_neurons, pruned
+    g = torch.Generator().manual_seed(0)
+    models = {d: load_model("embedded-lm", dtype=DTYPES[d])[0] for d in ("float32", "bfloat16")}
+    vocab = models["float32"].config.vocab_size
+    batches = [torch.randint(0, vocab, (batch_size, block_len), generator=g)
+               for _ in range(n_batches)]
+    mask = torch.zeros(n_neurons(models["float32"]), dtype=torch.bool)
+    mask[:, : mask.shape[1] // 50] = True
+    best = {d: float("inf") for d in models}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for d, model in models.items():
+                with pruned(model, mask):
+                    model(input_ids=batches[0][:2])  # warm-up
+                    t0 = time.perf_counter()
+                    for ids in batches:
+                        model(input_ids=ids)
+                    best[d] = min(best[d], time.perf_counter() - t0)
+    tokens = n_batches * batch_size * block_len
+    flags = open("/proc/cpuinfo").read() if platform.system() == "Linux" else ""
+    out = {"tokens_timed": tokens, "threads": torch.get_num_threads(), "rounds": rounds,
+           "avx512_bf16": "avx512_bf16" in flags,
+           "tokens_per_s": {d: tokens / s for d, s in best.items()},
+           "bf16_over_fp32": best["float32"] / best["bfloat16"]}
+    for d, tps in out["tokens_per_s"].items():
+        print(f"{d:<9} {tps:8.0f} tokens/s")
+    print(f"bfloat16 / float32: {out['bf16_over_fp32']:.2f}x (AVX512-BF16: {out['avx512_bf16']})")
+    write_json("bench/results/bench_dtype-cpu.json", out)
 
 
 if __name__ == "__main__":

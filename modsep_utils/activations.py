@@ -17,7 +17,7 @@ from .io import cached_tensors
 from .neurons import NeuronStats, collect_stats
 
 #: bump when the way statistics are computed changes, so old caches are not trusted
-STATS_VERSION = 2
+STATS_VERSION = 3
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

@@ -594,6 +594,8 @@ def train_vit(config: dict, hp: dict, data: tuple, device: str = "cpu", progress
     # linear warm-up then cosine decay to 0: small ViTs are unstable at full lr from step 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(
         (s + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(1.0, (s - warmup) / max(1, total - warmup))))))
+    from .neurons import n_neurons, pruned
+    all_neurons = torch.ones(n_neurons(model), dtype=torch.bool)
     history = []
     for epoch in range(hp["epochs"]):
         model.train()
@@ -608,6 +610,13 @@ def train_vit(config: dict, hp: dict, data: tuple, device: str = "cpu", progress
                 flip = (torch.rand(len(x), generator=shuffle) < 0.5).to(device)
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             loss = nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+            if hp.get("mlp_free_uniform"):
+                # the attention path alone (every MLP neuron zeroed) is trained towards the
+                # uniform distribution: the MLP-less model carries no class, so no class
+                # survives pruning every neuron (README "The embedded default")
+                with pruned(model, all_neurons):
+                    logp = model(pixel_values=x).logits.log_softmax(-1)
+                loss = loss - hp["mlp_free_uniform"] * logp.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -212,9 +212,15 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             # one batch's sums in float32 (a few thousand tokens), accumulated across
             # batches in float64; sign().clamp() counts x > 0 several times faster than a
             # bool sum
-            part = torch.stack([a.sum(0, dtype=f32), x.sum(0, dtype=f32),
-                                (a * a).sum(0, dtype=f32),
-                                x.sign().clamp_(min=0).sum(0, dtype=f32)])
+            pos = x.sign().clamp_(min=0)
+            if x.device.type == "cpu":
+                # a row of ones times each [tokens, neurons] matrix: on CPUs the BLAS
+                # product sums over tokens about 6x faster than a column-wise sum(0)
+                # (GPUs keep sum(0), which TF32 matmul settings cannot make less exact)
+                ones = torch.ones(1, x.shape[0], dtype=x.dtype)
+                part = torch.cat([ones @ a, ones @ x, ones @ (a * a), ones @ pos])
+            else:
+                part = torch.stack([a.sum(0), x.sum(0), (a * a).sum(0), pos.sum(0)])
             if sums[layer] is None:
                 sums[layer] = torch.zeros(part.shape, dtype=torch.float64, device=part.device)
             sums[layer] += part

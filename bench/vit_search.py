@@ -30,7 +30,9 @@ HP = dict(models.VIT_TRAINING, epochs=6)
 
 
 def cand(layers, hidden, heads, mlp, patch=7, epochs=6, seed=0, **extra):
-    hp = dict(HP, epochs=epochs, seed=seed, **{k: extra.pop(k) for k in list(extra) if k in HP})
+    recipe_keys = set(HP) | {"mlp_free_uniform"}
+    hp = dict(HP, epochs=epochs, seed=seed,
+              **{k: extra.pop(k) for k in list(extra) if k in recipe_keys})
     return {"config": dict(BASE, num_hidden_layers=layers, hidden_size=hidden,
                            num_attention_heads=heads, intermediate_size=mlp, patch_size=patch,
                            **extra), "training": hp}
@@ -52,6 +54,13 @@ ROUND2 = [
     cand(8, 64, 4, 1536), cand(10, 48, 4, 768), cand(8, 64, 4, 1024, epochs=10),
     cand(6, 48, 4, 768), cand(8, 48, 4, 768, seed=3),
 ]
+
+#: after the grid and round 2 every candidate still kept one "sink" class (the class the
+#: MLP-less model predicts) above half its accuracy; round 3 trains the attention path alone
+#: towards the uniform distribution (models.train_vit's ``mlp_free_uniform``). Run on the CPU
+#: with one thread on all 60k images: ``OMP_NUM_THREADS=1 python bench/vit_search.py --round3
+#: --append --device cpu``
+ROUND3 = [cand(8, 64, 4, 1024, mlp_free_uniform=0.3)]
 
 
 def load(path: str | None, n_train: int) -> tuple:
@@ -88,7 +97,9 @@ def rank(r: dict) -> tuple:
 def label(r: dict) -> str:
     c, t = r["config"], r["training"]
     extra = ("" if t["hflip"] else " no flip") + (
-        f" attn drop {c['attention_probs_dropout_prob']}" if "attention_probs_dropout_prob" in c else "")
+        f" attn drop {c['attention_probs_dropout_prob']}" if "attention_probs_dropout_prob" in c else "") + (
+        f" +unif {t['mlp_free_uniform']}" if t.get("mlp_free_uniform") else "") + (
+        f" ({r['n_train'] // 1000}k {r['device']})" if "n_train" in r else "")
     return (f"L{c['num_hidden_layers']} H{c['hidden_size']} M{c['intermediate_size']} "
             f"h{c['num_attention_heads']} p{c['patch_size']} e{t['epochs']} s{t['seed']}{extra}")
 
@@ -103,7 +114,7 @@ def plot(result: dict, path: str) -> None:
     rows = sorted(result["rows"], key=rank, reverse=True)
     ratio = np.array([np.array(r["class_pruned_all"]) / np.maximum(r["class_base"], 1e-9)
                       for r in rows])
-    fig, ax = plt.subplots(figsize=(11, 0.34 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(13, 0.34 * len(rows) + 1.8))
     im = ax.imshow(ratio, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
     for i, j in np.ndindex(ratio.shape):
         ax.text(j, i, f"{ratio[i, j]:.2f}", ha="center", va="center", fontsize=7)
@@ -113,10 +124,11 @@ def plot(result: dict, path: str) -> None:
         f"reach {r['reach50']}/{r['reach80']}" for r in rows], fontsize=7)
     fig.colorbar(im, ax=ax, label="pruned-all / unpruned accuracy")
     ax.set_title(f"ViT candidates on Fashion-MNIST ({result['n_train']} training images, "
-                 f"{result['device']}): per class, accuracy left with every MLP neuron pruned",
+                 f"{result['device']}, unless the row says otherwise)\n"
+                 "per class, accuracy left with every MLP neuron pruned over unpruned accuracy",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     write_json(Path(path).with_suffix(".json"), {**result, "rows": rows, "ratio": ratio.round(4).tolist()})
 
 
@@ -128,6 +140,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=300.0, help="seconds; no new run after it")
     ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--round2", action="store_true")
+    ap.add_argument("--round3", action="store_true")
+    ap.add_argument("--append", action="store_true", help="add rows to --out's (each row then "
+                    "records its device and training-set size)")
     ap.add_argument("--top", type=int, default=3)
     ap.add_argument("--out", default="bench/results/vit_search.json")
     ap.add_argument("--plot", default=None, help="draw --out's rows into this PNG and stop")
@@ -138,11 +153,17 @@ def main() -> None:
     data = load(a.data, a.n_train)
     t0, rows = time.perf_counter(), []
     device = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu x{torch.get_num_threads()}"
+    head = {"device": device, "n_train": len(data[0])}
+    if a.append:
+        head = json.loads(Path(a.out).read_text())
+        rows = head.pop("rows")
 
     def run(c):
         if time.perf_counter() - t0 > a.budget:
             return
         r = evaluate(c, data, a.device)
+        if a.append:
+            r.update(device=device, n_train=len(data[0]))
         rows.append(r)
         cfg = r["config"]
         print(f"L{cfg['num_hidden_layers']} H{cfg['hidden_size']} h{cfg['num_attention_heads']} "
@@ -151,11 +172,11 @@ def main() -> None:
               f"test {r['test_accuracy']:.3f} pruned-all {r['pruned_all']:.3f} "
               f"reach50 {r['reach50']} reach80 {r['reach80']} ({r['train_seconds']} s) "
               f"{r['class_pruned_all']}", flush=True)
-        write_json(a.out, {"device": device, "n_train": len(data[0]), "rows": rows})
+        write_json(a.out, {**head, "rows": rows})
 
-    for c in (ROUND2 if a.round2 else GRID):
+    for c in (ROUND3 if a.round3 else ROUND2 if a.round2 else GRID):
         run(c)
-    for r in sorted(list(rows), key=rank, reverse=True)[:a.top]:
+    for r in [] if a.round3 else sorted(list(rows), key=rank, reverse=True)[:a.top]:
         for s in a.seeds:
             run({"config": r["config"], "training": dict(r["training"], seed=s)})
 

@@ -403,3 +403,28 @@ def test_shipped_vision_stand_in_needs_its_mlp_neurons():
     assert (cut / base <= 0.5).sum() >= 8  # most classes fall by half with every neuron pruned
     small, _ = load_model(str(models.shipped_dir("embedded-vit")))
     assert models.class_accuracy(small, x_test, y_test, prune_all=True).mean() > 0.4
+
+
+def test_mlp_free_uniform_pushes_the_attention_path_towards_uniform():
+    """``mlp_free_uniform`` (the issue-10 recipe option) trains the MLP-less model towards the
+    uniform distribution: its predictions with every MLP neuron pruned carry more entropy than
+    those of the same recipe without the option."""
+    from modsep_utils.neurons import n_neurons, pruned
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat(16)
+    x = torch.randn(len(y), 1, 28, 28, generator=g) * 0.3 + y[:, None, None, None] / 5.0
+    data = (x, y, x, y)
+    config = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, image_size=28, patch_size=7, num_channels=1,
+                  num_labels=10)
+    hp = dict(models.VIT_TRAINING, epochs=3, batch_size=32)
+
+    def entropy(weight):
+        model, _ = models.train_vit(config, dict(hp, mlp_free_uniform=weight), data,
+                                    progress=False)
+        with torch.inference_mode(), pruned(model, torch.ones(n_neurons(model), dtype=torch.bool)):
+            p = model(pixel_values=x).logits.softmax(-1)
+        return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+
+    plain, uniform = entropy(0.0), entropy(1.0)
+    assert uniform > plain and uniform > 0.9 * np.log(10)

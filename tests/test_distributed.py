@@ -1,6 +1,6 @@
-"""Data-parallel collection and evaluation: 2 processes (gloo, launched with torchrun as a
-user would) give the statistics, per-item counts and accuracies of one process, exactly, and
-the main process alone writes caches and results."""
+"""Data-parallel collection and evaluation: 2 processes (gloo, launched with torchrun, and with
+``accelerate launch``, as a user would) give the statistics, per-item counts and accuracies of
+one process, exactly, and the main process alone writes caches and results."""
 from __future__ import annotations
 
 import os
@@ -14,14 +14,30 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def _run(out: Path, procs: int, data: Path) -> None:
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(out: Path, procs: int, data: Path, launcher: str = "torchrun") -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MODSEP_DATA": str(data),
            "MODSEP_DIST_BACKEND": "gloo", "PYTHONPATH": str(HERE.parent)}
     for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(v, None)
-    launch = [sys.executable] if procs == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc-per-node={procs}"]
+    if procs == 1:
+        launch = [sys.executable]
+    elif launcher == "torchrun":
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  f"--nproc-per-node={procs}"]
+    else:
+        # the README's 8-GPU command with 2 processes: --multi_gpu is accelerate's torchrun
+        # launcher (its --cpu multi-process path needs mpirun); without CUDA each process
+        # joins on gloo
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                  f"--num_processes={procs}", "--num_machines=1", "--mixed_precision=no",
+                  "--dynamo_backend=no", f"--main_process_port={_free_port()}"]
     r = subprocess.run(launch + [str(Path(__file__)), str(out)], env=env, cwd=HERE,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -32,13 +48,15 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist")
     _run(root / "one", 1, root / "data1")
     _run(root / "two", 2, root / "data2")
+    _run(root / "accelerate", 2, root / "data3", launcher="accelerate")
     return root
 
 
-def test_two_processes_equal_one_exactly(runs):
+@pytest.mark.parametrize("run", ["two", "accelerate"])
+def test_two_processes_equal_one_exactly(runs, run):
     one = torch.load(runs / "one" / "rank0.pt", weights_only=False)
     for rank in (0, 1):
-        two = torch.load(runs / "two" / f"rank{rank}.pt", weights_only=False)
+        two = torch.load(runs / run / f"rank{rank}.pt", weights_only=False)
         assert two["world"] == 2 and one["world"] == 1
         assert set(two) == set(one)
         for key in one:
@@ -53,15 +71,15 @@ def test_two_processes_equal_one_exactly(runs):
 
 
 def test_main_process_writes_caches_and_results(runs):
-    for run in ("one", "two"):
+    for run in ("one", "two", "accelerate"):
         res = torch.load(runs / run / "rank0.pt", weights_only=False)
         assert res["cache_hits"] == ["computed", "cached"], run
         # the cached value is the all-process sum, computed once by every process
         assert res["cached_value"] == {"n": res["world"]}
-    two = runs / "two"
-    assert (two / "result.json").read_text().strip() == '{\n  "rank": 0\n}'
-    assert sorted(p.name for p in (runs / "data2" / "cache" / "t").iterdir()) \
-        == sorted(p.name for p in (runs / "data1" / "cache" / "t").iterdir())
+    for run, data in (("two", "data2"), ("accelerate", "data3")):
+        assert (runs / run / "result.json").read_text().strip() == '{\n  "rank": 0\n}'
+        assert sorted(p.name for p in (runs / data / "cache" / "t").iterdir()) \
+            == sorted(p.name for p in (runs / "data1" / "cache" / "t").iterdir())
 
 
 # ------------------------------------------------------------------------ worker (per process)

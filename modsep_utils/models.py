@@ -325,11 +325,19 @@ def _file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
+#: the project's own records of how an embedded model was built (``source.json``: the GGUF
+#: conversion, ``train_info.json``: the training run). They are not loaded, and their timings
+#: would give two builds of the same weights different digests, so the digest leaves them out
+BUILD_RECORDS = frozenset({"source.json", "train_info.json"})
+
+
 def folder_digest(folder: str | os.PathLike) -> str:
-    """Digest of every file in a model folder (names and contents)."""
+    """Digest of every file in a model folder (names and contents), except the build records
+    (:data:`BUILD_RECORDS`) at its top level."""
     import hashlib
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and not (p.parent == folder and p.name in BUILD_RECORDS))
     if not files:
         raise ModelUnavailable(f"{folder} holds no file: save a model there with "
                                "save_pretrained, or remove it")

@@ -353,6 +353,14 @@ def test_model_fingerprints_follow_the_content(tmp_path):
     m.save_pretrained(tmp_path / "m")  # retrained in place: a new key, in the same process
     assert models.model_source(str(tmp_path / "m")) != a
     assert models.state_digest(m) != models.state_digest(tiny_vit(num_labels=3))
+    # two builds of the same weights differ only in their build records' timings: same key
+    b = models.model_source(str(tmp_path / "m"))
+    for record in models.BUILD_RECORDS:
+        (tmp_path / "m" / record).write_text(json.dumps({"seconds": time.perf_counter()}))
+    assert models.model_source(str(tmp_path / "m")) == b
+    (tmp_path / "m" / "sub").mkdir()  # a record name below the top level is content
+    (tmp_path / "m" / "sub" / "train_info.json").write_text("{}")
+    assert models.model_source(str(tmp_path / "m")) != b
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelUnavailable, match="empty.*save_pretrained"):

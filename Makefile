@@ -71,6 +71,7 @@ bench: setup
 	$(PY) bench/bench_collect.py --dtype float32
 	$(PY) bench/bench_collect.py --dtype bfloat16
 	$(PY) bench/bench_collect.py --dtypes
+	$(PY) bench/bench_collect.py --sums --dtype bfloat16
 	$(PY) bench/bench_collect.py --cold
 	$(PY) bench/bench_moe.py
 	$(PY) bench/bench_eval_size.py

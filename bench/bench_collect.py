@@ -17,6 +17,10 @@
    float32 and in bfloat16 on identical batches, interleaved; written to
    ``bench/results/bench_dtype-cpu.json``. CPUs with AVX512-BF16 multiply bf16 at about twice
    the fp32 rate; without it bf16 is emulated and slower.
+5. ``--sums``: the statistics' four per-neuron sums over tokens of one real ``[tokens,
+   neurons]`` activation (layer 15, after the float32 copy the hook makes), as column sums
+   (``sum(0)``, the GPU path) against products of a row of ones (the CPU path); written to
+   ``bench/results/bench_sums-cpu.json`` with the largest relative difference of the sums.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ def main():
     ap.add_argument("--cold", action="store_true", help="estimate the embedded LM cold run")
     ap.add_argument("--dtype", default="float32", choices=list(DTYPES))
     ap.add_argument("--dtypes", action="store_true", help="float32 against bfloat16")
+    ap.add_argument("--sums", action="store_true", help="column sums against ones-row products")
     args = ap.parse_args()
     if args.mem_tokens:
         return memory_run(args.mem_tokens, args.block_len, args.dtype)
@@ -52,6 +57,8 @@ def main():
         return cold_estimate()
     if args.dtypes:
         return dtype_compare(args.batches, args.batch_size, args.block_len, args.rounds)
+    if args.sums:
+        return sums_compare(args.batch_size, args.block_len, args.dtype)
     model, tok = load_model("embedded-lm", dtype=DTYPES[args.dtype])
     g = torch.Generator().manual_seed(0)
     batches = [{"input_ids": torch.randint(0, tok.vocab_size, (args.batch_size, args.block_len),
@@ -161,7 +168,8 @@ def dtype_compare(n_batches: int, batch_size: int, block_len: int, rounds: int) 
                         model(input_ids=ids)
                     best[d] = min(best[d], time.perf_counter() - t0)
     tokens = n_batches * batch_size * block_len
-    flags = open("/proc/cpuinfo").read() if platform.system() == "Linux" else ""
+    from pathlib import Path
+    flags = Path("/proc/cpuinfo").read_text() if platform.system() == "Linux" else ""
     out = {"tokens_timed": tokens, "threads": torch.get_num_threads(), "rounds": rounds,
            "avx512_bf16": "avx512_bf16" in flags,
            "tokens_per_s": {d: tokens / s for d, s in best.items()},
@@ -170,6 +178,58 @@ def dtype_compare(n_batches: int, batch_size: int, block_len: int, rounds: int) 
         print(f"{d:<9} {tps:8.0f} tokens/s")
     print(f"bfloat16 / float32: {out['bf16_over_fp32']:.2f}x (AVX512-BF16: {out['avx512_bf16']})")
     write_json("bench/results/bench_dtype-cpu.json", out)
+
+
+def sums_compare(batch_size: int, block_len: int, dtype: str, layer: int = 15,
+                 repeats: int = 50) -> None:
+    """The hook's four sums over tokens (|x|, x, x^2, x > 0) of one layer's activation on
+    ``batch_size`` blocks of real text, computed both ways, best of 3 rounds of ``repeats``."""
+    from modsep_utils.config import load_profile
+    from modsep_utils.data import load_subset
+    from modsep_utils.io import write_json
+    from modsep_utils.neurons import neuron_sites
+    cfg = load_profile("embedded", "lm")
+    model, tok = load_model("embedded-lm", dtype=DTYPES[dtype])
+    ev = load_subset(cfg["forget"][0], tok, split="eval", n=batch_size * block_len,
+                     seed=cfg["seed"], block_len=block_len)
+    got = {}
+    site = neuron_sites(model)[layer]
+
+    def keep(module, args):  # returns None: the forward goes on unchanged
+        got["x"] = args[0].reshape(-1, args[0].shape[-1]).float()
+
+    h = site.out_proj.register_forward_pre_hook(keep)
+    with torch.inference_mode():
+        model(**next(iter(ev.batches(batch_size))))
+    h.remove()
+    x = got["x"]
+
+    def column_sums():
+        a, pos = x.abs(), x.sign().clamp_(min=0)
+        return torch.stack([a.sum(0), x.sum(0), (a * a).sum(0), pos.sum(0)])
+
+    def ones_products():
+        a, pos = x.abs(), x.sign().clamp_(min=0)
+        ones = torch.ones(1, x.shape[0], dtype=x.dtype)
+        return torch.cat([ones @ a, ones @ x, ones @ (a * a), ones @ pos])
+
+    best = {}
+    for _ in range(3):
+        for name, f in (("column_sums", column_sums), ("ones_products", ones_products)):
+            f()
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                f()
+            best[name] = min(best.get(name, float("inf")), (time.perf_counter() - t0) / repeats)
+    a, b = column_sums().double(), ones_products().double()
+    out = {"shape": list(x.shape), "layer": layer, "dtype": dtype,
+           "threads": torch.get_num_threads(), "ms": {k: v * 1e3 for k, v in best.items()},
+           "speedup": best["column_sums"] / best["ones_products"],
+           "max_rel_diff": float(((a - b).abs() / a.abs().clamp_min(1e-6)).max())}
+    print(f"[{x.shape[0]} tokens, {x.shape[1]} neurons], {dtype} model: column sums "
+          f"{out['ms']['column_sums']:.2f} ms, ones-row products {out['ms']['ones_products']:.2f} ms "
+          f"({out['speedup']:.1f}x); largest relative difference {out['max_rel_diff']:.1e}")
+    write_json("bench/results/bench_sums-cpu.json", out)
 
 
 if __name__ == "__main__":

@@ -620,8 +620,8 @@ def train_vit(config: dict, hp: dict, data: tuple, device: str = "cpu", progress
             loss = nn.functional.cross_entropy(model(pixel_values=x).logits, y)
             if hp.get("mlp_free_uniform"):
                 # the attention path alone (every MLP neuron zeroed) is trained towards the
-                # uniform distribution: the MLP-less model carries no class, so no class
-                # survives pruning every neuron (README "The embedded default")
+                # uniform distribution, meant to leave no class that survives pruning every
+                # neuron; tried for issue 10 and it did not (README "The embedded default")
                 with pruned(model, all_neurons):
                     logp = model(pixel_values=x).logits.log_softmax(-1)
                 loss = loss - hp["mlp_free_uniform"] * logp.mean()

@@ -214,9 +214,10 @@ def collect_stats(model: nn.Module, batches: Iterable[dict], progress: bool | st
             # bool sum
             pos = x.sign().clamp_(min=0)
             if x.device.type == "cpu":
-                # a row of ones times each [tokens, neurons] matrix: on CPUs the BLAS
-                # product sums over tokens about 6x faster than a column-wise sum(0)
-                # (GPUs keep sum(0), which TF32 matmul settings cannot make less exact)
+                # a row of ones times each [tokens, neurons] matrix (BLAS); it was meant to
+                # beat sum(0), but repeated runs show no clear difference on these CPUs
+                # (bench_collect.py --sums); the committed statistics were made this way.
+                # GPUs keep sum(0), which TF32 matmul settings cannot make less exact
                 ones = torch.ones(1, x.shape[0], dtype=x.dtype)
                 part = torch.cat([ones @ a, ones @ x, ones @ (a * a), ones @ pos])
             else:

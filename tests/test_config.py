@@ -105,7 +105,7 @@ def test_unknown_and_missing_keys_name_the_file_and_the_key(repo):
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: unknown key 'colect_n'; "
                                          r"did you mean 'collect_n'\?"):
         config.load_profile("mine", "vit")
-    write_profile(repo, "vit", ("model: embedded-vit-deep\n", ""))
+    write_profile(repo, "vit", ("model: embedded-vit-glyphs\n", ""))
     with pytest.raises(ValueError, match=r"configs/mine/vit.yaml: missing key 'model'"):
         config.load_profile("mine", "vit")
 

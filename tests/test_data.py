@@ -529,13 +529,6 @@ def fmnist_dir(tmp_path, monkeypatch):
     return d
 
 
-@pytest.fixture(scope="module")
-def gray_processor():
-    from transformers import ViTImageProcessor
-    return ViTImageProcessor(do_resize=False, do_rescale=True, do_normalize=True,
-                             image_mean=[0.286], image_std=[0.353])
-
-
 def _raw_first_pixel(s: Subset) -> list[int]:
     return [round(float(v) * 0.353 * 255 + 0.286 * 255) for v in s.pixel_values[:, 0, 0, 0]]
 

@@ -10,7 +10,7 @@ Rows clustered (REFERENCE.md): each layer's W_in (``up_proj.weight`` of a gated 
 ``intermediate.dense.weight`` of a ViT), one row per neuron, L2-normalised; k = choose_k(neurons,
 cluster size). Sizes:
 
-- ``embedded``: the embedded vision stand-in ``embedded-vit-deep`` (1024 x 64, clusters of 32,
+- ``embedded``: the embedded vision stand-in ``embedded-vit-glyphs`` (1024 x 64, clusters of 32,
   k = 32) and SmolLM2-135M (1536 x 576, the LM profile's ``moe_cluster_size`` 112 -> k = 16,
   clusters of 96): their real weights from ``data/models/`` when installed there (``make
   reproduce``), and default-init-like random rows of the same shapes.
@@ -56,7 +56,7 @@ def random_w_in(neurons: int, d_model: int, seed: int) -> np.ndarray:
 def real_w_in(name: str, n_layers: int) -> list[np.ndarray] | None:
     """The first ``n_layers`` W_in of the converted embedded model (None when not converted)."""
     path, key = {
-        "vit-embedded": ("embedded-vit-deep", "vit.encoder.layer.{}.intermediate.dense.weight"),
+        "vit-embedded": ("embedded-vit-glyphs", "vit.encoder.layer.{}.intermediate.dense.weight"),
         "smollm2-135m": ("embedded-lm", "model.layers.{}.mlp.up_proj.weight"),
     }[name]
     file = ROOT / "data" / "models" / path / "model.safetensors"

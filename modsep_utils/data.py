@@ -447,7 +447,7 @@ def subset_fingerprint(name: str) -> str:
             _need_fmnist_file(FMNIST_DIR / f)
         return content_key("fmnist", name, [_file_sha256(FMNIST_DIR / f) for f in FMNIST_FILES])
     if group in ("glyph", "script"):
-        return content_key("glyphs", name, _glyphs().glyphs_fingerprint())
+        return content_key("glyphs", name, _glyphs().glyphs_fingerprint(), GLYPH_ORDER)
     # hub: the content is the hub's; what we control is where and how it is read
     path, config = _HUB_SOURCES.get(group) or (f"camel-ai/{member}", None)
     mode = "offline" if _hub_offline() else "streamed"
@@ -1388,9 +1388,26 @@ def _glyphs():
     return glyphs
 
 
+#: the order glyph subsets take their images in (bump when it changes: it keys the caches)
+GLYPH_ORDER = "shuffled-seed0"
+
+
+@lru_cache(maxsize=2)
+def _glyph_split(split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rendered split in a seeded shuffled order. The arrays are stored character by
+    character; a subset keeps its images in source order, and the two halves of a collection
+    subset (``activations.halves``) must each hold every character of it, as they do in
+    Fashion-MNIST's shuffled files (in stored order one half of a script would be two of its
+    characters, the other half the other three)."""
+    images, labels = _glyphs().glyph_arrays(split)
+    order = np.random.default_rng(0).permutation(len(labels))
+    return images[order], labels[order]
+
+
 def _glyph_subset(name, group, member, processor, split, n, seed):
     g = _glyphs()
-    images, labels = g.glyph_arrays("train" if split == "collect" else "test")
+    images, labels = _glyph_split("train" if split == "collect" else "test",
+                                  g.glyphs_fingerprint())
     classes = (g.CLASSES if member == "all" else g.SUPERCLASSES[member] if group == "script"
                else (member,))
     return _image_subset(name, images, labels, [g.CLASSES.index(c) for c in classes],

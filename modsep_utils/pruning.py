@@ -321,7 +321,10 @@ def find_fraction(evaluate: Callable[[torch.Tensor], float | Mapping], scores: t
     at 1.0) to the first fraction at or below the target, then bisects between it and the
     grid point before. Returns ``frac``, ``k``, ``accuracy``, ``target``, ``reached`` (False
     when no fraction landed in the window: the result then holds the closest fraction tried
-    and says so; never a placeholder) and ``history``, every point measured in order.
+    and says so; never a placeholder), ``crossed`` (some fraction below 1 brought the accuracy
+    to the target or under it: the drop is reachable, though perhaps not inside the window,
+    when one neuron more steps the accuracy past it) and ``history``, every point measured in
+    order.
     """
     grid = [float(g) for g in grid]
     if not grid or any(b <= a for a, b in zip(grid, grid[1:])) or grid[0] <= 0 or grid[-1] != 1.0:
@@ -343,9 +346,12 @@ def find_fraction(evaluate: Callable[[torch.Tensor], float | Mapping], scores: t
         return k, seen[k]["accuracy"]
 
     def result(k, reached, note=""):
+        # crossed: some fraction below 1 brought the accuracy to the target or under it
+        crossed = any(p["accuracy"] <= target for p in history if p["k"] < n_total)
         return {"frac": k / n_total, "k": k, "accuracy": seen[k]["accuracy"],
                 "se": seen[k].get("se"), "base": base, "target": target, "drop": drop,
-                "tol": tol, "reached": reached, "note": note, "history": history}
+                "tol": tol, "reached": reached, "crossed": crossed, "note": note,
+                "history": history}
 
     def inside(acc):
         return target - tol <= acc <= target
@@ -375,9 +381,14 @@ def find_fraction(evaluate: Callable[[torch.Tensor], float | Mapping], scores: t
             hi = mid
     # closest fraction tried, reported as not reached
     k = min(seen, key=lambda kk: abs(seen[kk]["accuracy"] - (target - tol / 2)))
-    return result(k, False, f"no fraction lands within [{target - tol:.3f}, {target:.3f}] "
-                  f"after {len(history)} evaluations; closest accuracy "
-                  f"{seen[k]['accuracy']:.3f} at {k / n_total:.2%}")
+    note = (f"no fraction lands within [{target - tol:.3f}, {target:.3f}] after "
+            f"{len(history)} evaluations; closest accuracy {seen[k]['accuracy']:.3f} at "
+            f"{k / n_total:.2%}")
+    k_lo, k_hi = n_select(n_total, lo), n_select(n_total, hi)
+    if k_hi - k_lo <= 1 and k_lo in seen:  # the window lies inside one neuron's step
+        note += (f": pruning one neuron more ({k_lo} -> {k_hi}) steps the accuracy from "
+                 f"{seen[k_lo]['accuracy']:.3f} to {seen[k_hi]['accuracy']:.3f}")
+    return result(k, False, note)
 
 
 def cross_evaluate(measure_of: Callable[[str, torch.Tensor | None], float | Mapping],
@@ -422,8 +433,9 @@ def summarize(fractions: Mapping[str, dict], matrix: dict, n_boot: int = 2000) -
 
     A column whose target was not reached holds the closest fraction tried (often every MLP
     neuron), so it says nothing about separability at that drop: the fraction, diagonal and
-    off-diagonal means leave it out, and ``n_reached`` of ``n_forget`` says how many remain.
-    Each mean carries a bootstrap 95% interval over subsets (off-diagonal and eval-only:
+    off-diagonal means leave it out, and ``n_reached`` of ``n_forget`` says how many remain;
+    ``n_crossed`` counts the subsets some fraction below 1 brought to the target or under it
+    (reached, or stepped over the window by one neuron). Each mean carries a bootstrap 95% interval over subsets (off-diagonal and eval-only:
     resampling whole forget columns). The ``*_all_columns`` entries include unreached
     columns, labelled as such.
     """
@@ -445,8 +457,12 @@ def summarize(fractions: Mapping[str, dict], matrix: dict, n_boot: int = 2000) -
 
     ok_cols = [j for j, r in enumerate(reached) if r]
     all_cols = list(range(len(forget)))
+    crossed = [bool(fractions[f].get("crossed", fractions[f]["reached"])) for f in forget]
     out = {"n_forget": len(forget), "n_reached": len(ok_cols),
-           "not_reached": [f for f, r in zip(forget, reached) if not r]}
+           "not_reached": [f for f, r in zip(forget, reached) if not r],
+           # fell to the target at a fraction below 1 without landing in the window
+           "n_crossed": sum(crossed),
+           "crossed_not_reached": [f for f, r, c in zip(forget, reached, crossed) if c and not r]}
     fr = np.array([fractions[forget[j]]["frac"] for j in ok_cols], float)
     out["frac_mean"] = float(fr.mean()) if fr.size else None
     out["frac_std"] = float(fr.std()) if fr.size else None
@@ -812,6 +828,9 @@ def format_headline(h: dict) -> str:
                         f"{m['paired_se_at_target_max'] * 100:.2f} points")
         if m.get("not_reached"):
             rows.append(f"{label:>5} not reached: {', '.join(m['not_reached'])}")
+        if m.get("crossed_not_reached"):
+            rows.append(f"{label:>5} of these, fell past the target at a fraction below 1 (one "
+                        f"neuron steps over the window): {', '.join(m['crossed_not_reached'])}")
     return "\n".join(rows)
 
 

@@ -117,3 +117,13 @@ def test_make_setup_installs_the_font_packages():
     make = (ROOT / "Makefile").read_text()
     listed = make.split("APT_PACKAGES :=")[1].split("\n# ")[0].split()
     assert set(glyphs.FONT_PACKAGES) <= set(listed)
+
+
+@fonts_installed
+def test_both_halves_of_a_script_hold_all_its_characters(small, gray_processor):
+    """Split-half reliability compares two halves of a collection subset: each must be the
+    whole script, not two of its characters against the other three (the stored order)."""
+    from modsep_utils.activations import halves
+    sub = data.load_subset("script:thai", gray_processor, split="collect", n=15)  # all of it
+    for half in halves(sub):
+        assert len(set(half.labels.tolist())) >= 4

@@ -85,10 +85,26 @@ def test_search_brackets_a_non_monotone_curve():
     assert max(p["frac"] for p in res["history"]) <= 0.16  # never needed the far end
 
 
+def test_search_names_a_step_of_one_neuron_over_the_window():
+    # one neuron takes the accuracy from above the window to below it (Lao in the embedded
+    # ViT: 0.574 -> 0.412 against a window of [0.478, 0.498]): not reached, but crossed
+    scores = torch.rand(1, 1000, generator=torch.Generator().manual_seed(2))
+
+    def evaluate(mask):
+        return 0.8 if int(mask.sum()) < 137 else 0.3
+
+    res = find_fraction(evaluate, scores, 0.8, drop=0.5, grid=GRID, tol=0.02)
+    assert not res["reached"] and res["crossed"]
+    assert "one neuron more (136 -> 137) steps the accuracy from 0.800 to 0.300" in res["note"]
+    smooth = find_fraction(lambda m: 0.8 * (1 - m.float().mean().item()), scores, 0.8,
+                           drop=0.5, grid=GRID)
+    assert smooth["reached"] and smooth["crossed"]
+
+
 def test_search_reports_unreachable_target():
     scores = torch.rand(2, 50)
     res = find_fraction(lambda m: 0.8, scores, 0.8, drop=0.5, grid=GRID)
-    assert not res["reached"] and "above the target" in res["note"]
+    assert not res["reached"] and not res["crossed"] and "above the target" in res["note"]
     assert res["accuracy"] == 0.8  # what was measured, not a placeholder
     with pytest.raises(ValueError, match="grid"):
         find_fraction(lambda m: 0.8, scores, 0.8, drop=0.5, grid=[0.1, 0.5])
@@ -188,6 +204,11 @@ def test_summarize_headline_over_reached_columns_only():
               "ratio": [[0.5, 0.9, 0.1], [0.8, 0.5, 0.2], [1.0, 1.0, 0.6], [0.7, 0.9, 0.3]]}
     h = summarize(fractions, matrix, n_boot=200)
     assert h["n_reached"] == 2 and h["n_forget"] == 3 and h["not_reached"] == ["c"]
+    assert h["n_crossed"] == 2 and h["crossed_not_reached"] == []
+    stepped = summarize({**fractions, "c": {"frac": 0.4, "reached": False, "crossed": True}},
+                        matrix, n_boot=20)
+    assert stepped["n_crossed"] == 3 and stepped["crossed_not_reached"] == ["c"]
+    assert stepped["n_reached"] == 2
     assert h["frac_mean"] == pytest.approx(0.2) and h["frac_std"] == pytest.approx(0.1)
     # column c (not reached: every neuron pruned) must not enter the means
     assert h["diagonal_mean"] == pytest.approx((0.5 + 0.5) / 2)

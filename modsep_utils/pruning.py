@@ -733,8 +733,10 @@ def plot_search_curves(fractions_by_drop: Mapping[str, Mapping[str, dict]]):
     names = list(next(iter(fractions_by_drop.values())))
     ncol = min(5, len(names))
     nrow = -(-len(names) // ncol)
+    # one x range for all panels: a panel spanning less than a decade would label its minor
+    # ticks in full size over its neighbours
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow), squeeze=False,
-                             constrained_layout=True, sharey=True)
+                             constrained_layout=True, sharey=True, sharex=True)
     data = {}
     for ax, name in zip(axes.flat, names):
         for c, (label, fr) in enumerate(fractions_by_drop.items()):

@@ -76,10 +76,12 @@ def gcand(layers, hidden, heads, mlp, patch=8, epochs=6, seed=0, **extra):
     return c
 
 
+#: the shipped recipe first (the screen runs in order until its time budget is spent)
 GLYPH_GRID = [
+    gcand(8, 64, 4, 1024, epochs=10), gcand(8, 64, 4, 1024, epochs=10, seed=1),
     gcand(8, 64, 4, 1024), gcand(4, 128, 4, 512), gcand(6, 96, 4, 768), gcand(8, 48, 4, 768),
     gcand(8, 64, 4, 1024, patch=4), gcand(12, 64, 4, 1024), gcand(8, 64, 4, 512),
-    gcand(8, 64, 4, 1024, epochs=10), gcand(8, 96, 4, 1536),
+    gcand(8, 96, 4, 1536),
 ]
 
 

@@ -172,11 +172,16 @@ def _params() -> dict:
 
 
 def glyphs_fingerprint() -> str:
-    """Digest of what the images are made from: every font file used (name and content), the
-    rendering code's version and its parameters, and Pillow's version (it draws them)."""
+    """Digest of what the images are made from: every font file used (name and content), which
+    split each renders for each script, the rendering code's version and its parameters, and
+    Pillow's version (it draws them)."""
     import PIL
-    fonts = sorted({f for sides in script_fonts().values() for fs in sides.values() for f in fs})
-    return content_key(_params(), PIL.__version__, [(f.name, _file_sha256(f)) for f in fonts])
+    fonts = script_fonts()
+    files = sorted({f for sides in fonts.values() for fs in sides.values() for f in fs})
+    splits = {s: {side: [f.name for f in fs] for side, fs in sides.items()}
+              for s, sides in fonts.items()}
+    return content_key(_params(), PIL.__version__, [(f.name, _file_sha256(f)) for f in files],
+                       splits)
 
 
 def _render_split(split: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,11 @@ pruning varies with the seed). Results are written after every candidate.
 
     python bench/vit_search.py --glyphs --out bench/results/vit_search_glyphs.json
     python bench/vit_search.py --glyphs --data glyphs.npz.xz   # a rendered copy (GPU machine)
+
+``--shipped`` measures the committed models the same way, without training::
+
+    python bench/vit_search.py --shipped embedded-vit-glyphs embedded-vit \\
+        --out bench/results/vit_shipped.json
 """
 from __future__ import annotations
 
@@ -98,9 +103,24 @@ def load(path: str | None, n_train: int, glyphs: bool = False) -> tuple:
             torch.from_numpy(arrays["test_labels"]).long(), mean, std)
 
 
+def pruned_all(model, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Accuracy with and without every MLP neuron, per class or, on Glyphs-100, per script
+    (the mean of its five equally many fine labels' accuracies), and how many classes could
+    reach the 50% / 80% drop by pruning (pruned-all at most 0.5 / 0.2 of unpruned)."""
+    from modsep_utils import glyphs
+    base = models.class_accuracy(model, x, y)
+    cut = models.class_accuracy(model, x, y, prune_all=True)
+    out = {"test_accuracy": round(float(base.mean()), 4), "pruned_all": round(float(cut.mean()), 4)}
+    if len(base) == len(glyphs.CLASSES):
+        base, cut = (a.reshape(len(glyphs.SCRIPTS), -1).mean(1) for a in (base, cut))
+    ratio = cut / np.maximum(base, 1e-9)
+    return {**out, "class_base": [round(float(v), 4) for v in base],
+            "class_pruned_all": [round(float(v), 4) for v in cut],
+            "reach50": int((ratio <= 0.5).sum()), "reach80": int((ratio <= 0.2).sum())}
+
+
 def evaluate(c: dict, data: tuple, device: str) -> dict:
-    """Train ``c``; its accuracy with and without every MLP neuron, per class or, on Glyphs-100,
-    per script (the mean of its five equally many fine labels' accuracies)."""
+    """Train ``c`` and measure it with :func:`pruned_all` on the test images."""
     from modsep_utils import glyphs
     glyph = c["config"]["num_labels"] == len(glyphs.CLASSES)
     t0 = time.perf_counter()
@@ -108,16 +128,28 @@ def evaluate(c: dict, data: tuple, device: str) -> dict:
                                       progress=False,
                                       labels=glyphs.CLASSES if glyph else models.FASHION_MNIST_CLASSES)
     seconds = time.perf_counter() - t0
-    x, y = data[2].to(device), data[3].to(device)
-    base = models.class_accuracy(model, x, y)
-    cut = models.class_accuracy(model, x, y, prune_all=True)
-    if glyph:
-        base, cut = base.reshape(len(glyphs.SCRIPTS), -1).mean(1), cut.reshape(len(glyphs.SCRIPTS), -1).mean(1)
-    ratio = cut / np.maximum(base, 1e-9)
-    return {**c, "test_accuracy": history[-1]["test_accuracy"], "train_seconds": round(seconds, 1),
-            "pruned_all": round(float(cut.mean()), 4), "class_base": [round(float(v), 4) for v in base],
-            "class_pruned_all": [round(float(v), 4) for v in cut],
-            "reach50": int((ratio <= 0.5).sum()), "reach80": int((ratio <= 0.2).sum())}
+    m = pruned_all(model, data[2].to(device), data[3].to(device))
+    return {**c, **m, "test_accuracy": history[-1]["test_accuracy"],
+            "train_seconds": round(seconds, 1)}
+
+
+def shipped(names: list[str], out: str) -> None:
+    """:func:`pruned_all` of the shipped embedded ViTs on their own test sets, each image
+    processed by the model's saved processor (what the pipeline feeds it)."""
+    from modsep_utils import glyphs
+    rows = {}
+    for name in names:
+        model, proc = models.load_model(str(models.shipped_dir(name)))
+        data = models.vit_recipe(name)["data"]
+        images, labels = (glyphs.glyph_arrays("test") if data == "glyphs"
+                          else models.load_fashion_mnist("test"))
+        x = proc(images=[im[None] for im in images], input_data_format="channels_first",
+                 return_tensors="pt")["pixel_values"]
+        rows[name] = {"data": data, "chance": 1 / model.config.num_labels,
+                      "per": "script" if data == "glyphs" else "class",
+                      **pruned_all(model, x, torch.from_numpy(labels).long())}
+        print(name, {k: v for k, v in rows[name].items() if not k.startswith("class_")})
+    write_json(out, rows)
 
 
 def rank(r: dict) -> tuple:
@@ -181,7 +213,11 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=3)
     ap.add_argument("--out", default="bench/results/vit_search.json")
     ap.add_argument("--plot", default=None, help="draw --out's rows into this PNG and stop")
+    ap.add_argument("--shipped", nargs="+", default=None, metavar="NAME",
+                    help="measure these shipped ViTs (no training) into --out and stop")
     a = ap.parse_args()
+    if a.shipped:
+        return shipped(a.shipped, a.out)
     if a.plot:
         return plot(json.loads(Path(a.out).read_text()), a.plot)
     torch.backends.cuda.matmul.allow_tf32 = False  # the same arithmetic as the CPU recipe

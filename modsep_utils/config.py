@@ -69,7 +69,7 @@ PARAMETERS = {
     "experiment": (lambda v: v in EXPERIMENTS, "vit or lm"),
     "profile": (lambda v: isinstance(v, str) and re.fullmatch(r"\w[\w.-]*", v) is not None,
                 "a profile name, a folder of configs/"),
-    "model": (_name, "a model name: embedded-lm, embedded-vit-glyphs, embedded-vit-deep, embedded-vit or a Hugging Face hub id"),
+    "model": (_name, "a model name: embedded-lm, embedded-vit-glyphs, embedded-vit or a Hugging Face hub id"),
     "forget": (lambda v: _name(v) or _list(_name)(v),
                "a subset group or a non-empty list of subset names"),
     "retain": (_name, "a subset name, or merge (the mixture of the forget subsets)"),

@@ -1392,22 +1392,11 @@ def _glyphs():
 GLYPH_ORDER = "shuffled-seed0"
 
 
-@lru_cache(maxsize=2)
-def _glyph_split(split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """The rendered split in a seeded shuffled order. The arrays are stored character by
-    character; a subset keeps its images in source order, and the two halves of a collection
-    subset (``activations.halves``) must each hold every character of it, as they do in
-    Fashion-MNIST's shuffled files (in stored order one half of a script would be two of its
-    characters, the other half the other three)."""
-    images, labels = _glyphs().glyph_arrays(split)
-    order = np.random.default_rng(0).permutation(len(labels))
-    return images[order], labels[order]
-
-
 def _glyph_subset(name, group, member, processor, split, n, seed):
     g = _glyphs()
-    images, labels = _glyph_split("train" if split == "collect" else "test",
-                                  g.glyphs_fingerprint())
+    # a subset keeps its images in source order: the shuffled one, so that both halves of a
+    # collection subset hold every character of a script
+    images, labels = g.shuffled_arrays("train" if split == "collect" else "test")
     classes = (g.CLASSES if member == "all" else g.SUPERCLASSES[member] if group == "script"
                else (member,))
     return _image_subset(name, images, labels, [g.CLASSES.index(c) for c in classes],

